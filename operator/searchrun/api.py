@@ -1,0 +1,295 @@
+"""The SearchRun API: pydantic models that are the single source of truth.
+
+The CRD in ``crds/`` is generated from these models (see ``crd.py``), so the
+schema the API server enforces and the checks the engine relies on cannot drift
+apart. Field names are camelCase, as Kubernetes users expect.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+GROUP = "searchrun.dev"
+VERSION = "v1alpha1"
+KIND = "SearchRun"
+PLURAL = "searchruns"
+SINGULAR = "searchrun"
+SHORT_NAMES = ["sr"]
+API_VERSION = f"{GROUP}/{VERSION}"
+
+MAX_QUERY_CHARS = 2000
+DEFAULT_IMAGE = "localhost/searchrun:0.1.0"
+
+
+class Model(BaseModel):
+    """Base: camelCase on the wire, unknown fields rejected, enums as values."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, use_enum_values=True)
+
+
+# --------------------------------------------------------------------- spec
+
+
+class CorpusFormat(str, Enum):
+    json = "json"
+    markdown = "markdown"
+
+
+class CorpusRef(Model):
+    """Where the document graph lives.
+
+    ``builtin:sample`` is the sample corpus shipped in the package (and in
+    ``examples/``); ``s3://bucket/key`` works everywhere; a path or ``file://``
+    URI only works for local runs (a path is relative to the manifest).
+    """
+
+    uri: str = Field(
+        default="builtin:sample",
+        min_length=1,
+        max_length=1024,
+        pattern=r"^(builtin:[a-z0-9-]+|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[^\s]+|file://[^\s]+|[^:\s][^\s]*)$",
+        description="builtin:NAME, s3://bucket/key, file:///path or a local path",
+    )
+    format: CorpusFormat = Field(
+        default=CorpusFormat.json,
+        description="json: a document graph file; markdown: a folder of .md files whose links are edges",
+    )
+
+
+class AgentType(str, Enum):
+    offline = "offline"
+    openai = "openai"
+
+
+class SecretKeyRef(Model):
+    name: str = Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    key: str = Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+
+
+class AgentSpec(Model):
+    """Which agent answers "is this relevant?" and "where next?"."""
+
+    type: AgentType = Field(default=AgentType.offline, description="offline (BM25, no network) or openai (any OpenAI-compatible endpoint)")
+    relevanceThreshold: float = Field(default=0.35, ge=0.0, le=1.0, description="offline agent: normalised score at which a document answers the query")
+    baseURL: Optional[str] = Field(default=None, max_length=512, pattern=r"^https?://[^\s]+$", description="openai agent: base URL, e.g. http://host:8000/v1")
+    model: Optional[str] = Field(default=None, min_length=1, max_length=128, pattern=r"^[^\s]+$", description="openai agent: model name")
+    apiKeySecretRef: Optional[SecretKeyRef] = Field(default=None, description="openai agent on a cluster: Secret key holding the API key")
+    apiKeyEnv: str = Field(default="OPENAI_API_KEY", max_length=128, pattern=r"^[A-Z_][A-Z0-9_]*$", description="environment variable holding the API key")
+    costPer1kTokensUSD: float = Field(default=0.0, ge=0.0, le=1000.0, description="price used to turn tokens into cost")
+    requestTimeoutSeconds: int = Field(default=30, ge=1, le=600)
+
+    @model_validator(mode="after")
+    def _openai_needs_endpoint(self) -> "AgentSpec":
+        if self.type == AgentType.openai.value and (not self.baseURL or not self.model):
+            raise ValueError("agent.baseURL and agent.model are required when agent.type is openai")
+        return self
+
+
+class Budget(Model):
+    """Hard limits, enforced at admission and again at every step."""
+
+    maxAgents: int = Field(default=3, ge=1, le=10, description="seed traversal agents")
+    maxDepth: int = Field(default=2, ge=1, le=5, description="deepest traversal level (seeds are depth 1)")
+    maxFanoutPerNode: int = Field(default=2, ge=1, le=10, description="children one traversal step may spawn")
+    maxSteps: int = Field(default=40, ge=5, le=10000, description="total steps (Jobs) in the run")
+    maxParallel: int = Field(default=4, ge=1, le=100, description="steps running at once")
+    maxTokens: int = Field(default=200000, ge=1000, le=100_000_000, description="tokens over all steps")
+    maxCostUSD: float = Field(default=1.0, ge=0.0, le=10000.0, description="cost over all steps")
+    deadlineSeconds: int = Field(default=900, ge=10, le=86400, description="wall time from start; then the run fans in")
+
+    @model_validator(mode="after")
+    def _steps_cover_agents(self) -> "Budget":
+        if self.maxSteps < self.maxAgents + 4:
+            raise ValueError(
+                f"budget.maxSteps ({self.maxSteps}) must be at least budget.maxAgents + 4 = {self.maxAgents + 4} "
+                "(detect_intent, plan_search, aggregate_results, create_report)"
+            )
+        return self
+
+
+CEL_BUDGET_RULES = [
+    {
+        "rule": "self.maxSteps >= self.maxAgents + 4",
+        "message": "budget.maxSteps must be at least budget.maxAgents + 4 (detect_intent, plan_search, aggregate_results, create_report)",
+    }
+]
+CEL_AGENT_RULES = [
+    {
+        "rule": "self.type != 'openai' || (has(self.baseURL) && has(self.model))",
+        "message": "agent.baseURL and agent.model are required when agent.type is openai",
+    }
+]
+
+
+class ResourceList(Model):
+    cpu: Optional[str] = Field(default=None, max_length=32, pattern=r"^[0-9]+(\.[0-9]+)?m?$")
+    memory: Optional[str] = Field(default=None, max_length=32, pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|K|M|G)?$")
+
+
+class Resources(Model):
+    requests: ResourceList = Field(default_factory=lambda: ResourceList(cpu="50m", memory="64Mi"))
+    limits: ResourceList = Field(default_factory=lambda: ResourceList(cpu="500m", memory="256Mi"))
+
+
+class StepSettings(Model):
+    """How each step runs: image, resources, retries with backoff, timeout."""
+
+    image: str = Field(default=DEFAULT_IMAGE, min_length=1, max_length=512, pattern=r"^[^\s]+$")
+    imagePullPolicy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    resources: Resources = Field(default_factory=Resources)
+    retries: int = Field(default=2, ge=0, le=10, description="extra attempts after a failure")
+    backoffSeconds: float = Field(default=1.0, ge=0.0, le=300.0, description="first retry delay; doubles each attempt")
+    backoffMaxSeconds: float = Field(default=30.0, ge=0.0, le=3600.0)
+    timeoutSeconds: int = Field(default=300, ge=1, le=86400, description="one attempt's limit (activeDeadlineSeconds)")
+
+
+class ArtifactSettings(Model):
+    uri: Optional[str] = Field(
+        default=None,
+        max_length=1024,
+        pattern=r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._/-]*)?|file://[^\s]+)$",
+        description="s3://bucket/prefix or file:///dir; default: the executor's configured store",
+    )
+    cleanup: bool = Field(default=False, description="delete the run's artifacts when the SearchRun is deleted")
+
+
+class SearchRunSpec(Model):
+    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, description="what to search for")
+    corpus: CorpusRef = Field(default_factory=CorpusRef)
+    agent: AgentSpec = Field(default_factory=AgentSpec)
+    budget: Budget = Field(default_factory=Budget)
+    steps: StepSettings = Field(default_factory=StepSettings)
+    artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
+
+    @model_validator(mode="after")
+    def _query_not_blank(self) -> "SearchRunSpec":
+        if not self.query.strip():
+            raise ValueError("spec.query must not be blank")
+        return self
+
+
+# ------------------------------------------------------------------- status
+
+
+class Phase(str, Enum):
+    Pending = "Pending"
+    Running = "Running"
+    Succeeded = "Succeeded"
+    Failed = "Failed"
+
+
+class StepType(str, Enum):
+    detect_intent = "detect_intent"
+    simple_search = "simple_search"
+    plan_search = "plan_search"
+    traverse_node = "traverse_node"
+    aggregate_results = "aggregate_results"
+    create_report = "create_report"
+
+
+class StepPhase(str, Enum):
+    Queued = "Queued"          # decided, waiting for a parallel slot
+    Backoff = "Backoff"        # failed, waiting to retry
+    Running = "Running"        # its Job / process exists
+    Succeeded = "Succeeded"
+    Failed = "Failed"          # out of attempts
+    Skipped = "Skipped"        # decided but never run (a budget stopped the run)
+
+
+TERMINAL_STEP_PHASES = {StepPhase.Succeeded.value, StepPhase.Failed.value, StepPhase.Skipped.value}
+
+
+class StepStatus(Model):
+    """One node of the lineage."""
+
+    id: str = Field(description="deterministic step path, e.g. t0-1")
+    type: StepType
+    parents: list[str] = Field(default_factory=list)
+    depth: int = 0
+    doc: Optional[str] = Field(default=None, description="document this step looks at (traverse_node)")
+    phase: StepPhase = StepPhase.Queued
+    attempts: int = 0
+    job: Optional[str] = Field(default=None, description="Job (or process) name of the current attempt")
+    notBefore: Optional[str] = None
+    startedAt: Optional[str] = None
+    finishedAt: Optional[str] = None
+    tokens: int = 0
+    costUSD: float = 0.0
+    tokenAllowance: int = 0
+    output: Optional[str] = Field(default=None, description="URI of the step's output artifact")
+    decision: Optional[str] = Field(default=None, description="short human summary: found, deeper, dead end, ...")
+    found: Optional[bool] = None
+    next: list[str] = Field(default_factory=list, description="documents the agent proposed to explore next")
+    expanded: bool = False
+    message: Optional[str] = None
+
+
+class BudgetUsage(Model):
+    agents: int = 0
+    depth: int = 0
+    steps: int = 0
+    parallel: int = 0
+    tokens: int = 0
+    costUSD: float = 0.0
+    elapsedSeconds: float = 0.0
+
+
+class Condition(Model):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str = ""
+    message: str = ""
+    lastTransitionTime: Optional[str] = None
+
+
+class LineageSummary(Model):
+    steps: int = 0
+    byType: dict[str, int] = Field(default_factory=dict)
+    byPhase: dict[str, int] = Field(default_factory=dict)
+
+
+class SearchRunStatus(Model):
+    phase: Phase = Phase.Pending
+    intent: Optional[Literal["simple", "deep"]] = None
+    message: Optional[str] = None
+    stoppedBy: Optional[str] = Field(default=None, description="the budget that stopped the run, if one did")
+    limitsHit: list[str] = Field(default_factory=list, description="budgets and limits that trimmed the search")
+    fallback: Optional[str] = Field(default=None, description="why the run fell back to simple search")
+    startedAt: Optional[str] = None
+    finishedAt: Optional[str] = None
+    budgetUsed: BudgetUsage = Field(default_factory=BudgetUsage)
+    budgetRemaining: BudgetUsage = Field(default_factory=BudgetUsage)
+    stepCount: int = 0
+    maxDepthReached: int = 0
+    tokens: int = 0
+    costUSD: float = 0.0
+    steps: list[StepStatus] = Field(default_factory=list)
+    lineageURI: Optional[str] = Field(default=None, description="full lineage, when it is too big for status")
+    lineageSummary: Optional[LineageSummary] = None
+    reportURI: Optional[str] = None
+    answers: int = 0
+    conditions: list[Condition] = Field(default_factory=list)
+    observedGeneration: Optional[int] = None
+
+
+class ObjectMeta(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(default="searchrun", min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    namespace: Optional[str] = None
+    uid: Optional[str] = None
+
+
+class SearchRun(Model):
+    apiVersion: Literal["searchrun.dev/v1alpha1"] = API_VERSION
+    kind: Literal["SearchRun"] = KIND
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: SearchRunSpec
+    status: Optional[SearchRunStatus] = None
+
+
+def parse_manifest(data: Any) -> SearchRun:
+    """Validate a manifest dict; raises pydantic.ValidationError naming the field."""
+    return SearchRun.model_validate(data)

@@ -1,0 +1,85 @@
+"""``searchrun``: run a SearchRun locally, run one step, print the CRD, import a corpus, run the operator."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import __version__
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="searchrun", description=__doc__)
+    ap.add_argument("--version", action="version", version=f"searchrun {__version__}")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a SearchRun manifest on this machine (no cluster)")
+    run.add_argument("manifest", help="a SearchRun YAML file")
+    run.add_argument("--store", help="artifact store URI (file:///dir or s3://bucket/prefix); default ./searchrun-runs")
+    run.add_argument("--quiet", action="store_true", help="print only the outcome")
+
+    sub.add_parser("step", help="run one step (the entrypoint of a step Job)", add_help=False)
+
+    crd = sub.add_parser("crd", help="print the SearchRun CustomResourceDefinition (generated from the models)")
+    crd.add_argument("-o", "--output", help="write to this file instead of stdout")
+
+    val = sub.add_parser("validate", help="check a SearchRun manifest without running it")
+    val.add_argument("manifest")
+
+    corpus = sub.add_parser("corpus", help="work with document graphs")
+    csub = corpus.add_subparsers(dest="corpus_command", metavar="SUBCOMMAND")
+    imp = csub.add_parser("import", help="build a JSON document graph from a Markdown folder (or check a JSON graph)")
+    imp.add_argument("path")
+    imp.add_argument("-o", "--output", help="write the JSON graph here instead of stdout")
+
+    op = sub.add_parser("operator", help="run the Kubernetes operator (kopf)", add_help=False)
+    op.set_defaults(passthrough=True)
+    return ap
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "step":
+        from .steps import main as step_main
+
+        return step_main(argv[1:])
+    if argv and argv[0] == "operator":
+        from .executors.kube.main import main as operator_main
+
+        return operator_main(argv[1:])
+    ap = _build_parser()
+    args = ap.parse_args(argv)
+    if args.command == "run":
+        from .executors.local import run_manifest
+
+        return run_manifest(args.manifest, store=args.store, quiet=args.quiet)
+    if args.command == "crd":
+        from .crd import crd_yaml
+
+        text = crd_yaml()
+        if args.output:
+            with open(args.output, "w") as f:
+                f.write(text)
+        else:
+            sys.stdout.write(text)
+        return 0
+    if args.command == "validate":
+        from .manifest import ManifestError, load_manifest
+
+        try:
+            run = load_manifest(args.manifest)
+        except ManifestError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(f"{args.manifest}: valid SearchRun {run.metadata.name!r}")
+        return 0
+    if args.command == "corpus" and args.corpus_command == "import":
+        from .corpus import import_command
+
+        return import_command(args.path, args.output)
+    ap.print_help(sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""Drive the engine with synthetic step outcomes: no processes, no I/O.
+
+Used by the property tests and the engine benchmark. A fake clock advances by
+one second per round; each running step finishes in the round after it starts.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Callable, Optional
+
+from .api import SearchRunSpec, SearchRunStatus, StepType
+from .engine import Decision, Observation, StartStep, StepResult, reconcile
+
+Outcome = Callable[[StartStep], Observation]
+
+
+@dataclass
+class SyntheticGraph:
+    """A random document graph: each node has some children and may hold an answer."""
+
+    n_docs: int = 1000
+    branching: int = 4
+    answer_rate: float = 0.2
+    seed: int = 0
+    children: dict[str, list[str]] = field(default_factory=dict)
+    answers: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        rnd = random.Random(self.seed)
+        ids = [f"d{i}" for i in range(self.n_docs)]
+        for d in ids:
+            self.children[d] = rnd.sample(ids, min(self.branching, len(ids)))
+            if rnd.random() < self.answer_rate:
+                self.answers.add(d)
+
+
+def graph_outcome(graph: SyntheticGraph, fail_rate: float = 0.0, tokens: int = 300, seed: int = 0, intent: str = "deep") -> Outcome:
+    rnd = random.Random(seed)
+
+    def outcome(a: StartStep) -> Observation:
+        if rnd.random() < fail_rate:
+            return Observation(a.step_id, a.attempt, "failed", message="synthetic failure")
+        allowance = a.input["tokenAllowance"]
+        used = min(tokens, allowance)
+        t = a.step_type
+        if t == StepType.detect_intent.value:
+            r = StepResult(tokens=min(20, allowance), intent=intent)
+        elif t == StepType.plan_search.value:
+            r = StepResult(tokens=min(50, allowance), seeds=tuple(f"d{i}" for i in range(a.input["k"] * 2)))
+        elif t == StepType.traverse_node.value:
+            doc = a.input["doc"]
+            r = StepResult(tokens=used, found=doc in graph.answers, next=tuple(graph.children.get(doc, []))[: 2 * a.input["k"]])
+        elif t == StepType.simple_search.value:
+            r = StepResult(tokens=min(100, allowance), found=True, answers=1)
+        elif t == StepType.aggregate_results.value:
+            r = StepResult(found=True, answers=len(a.input["parents"]))
+        else:
+            r = StepResult(output="file:///report.html")
+        return Observation(a.step_id, a.attempt, "succeeded", result=r)
+
+    return outcome
+
+
+@dataclass
+class SimulatedRun:
+    status: SearchRunStatus
+    rounds: int
+    started: list[StartStep]
+    decisions: list[Decision]
+    max_running: int
+
+
+def simulate(spec: SearchRunSpec, outcome: Outcome, run_uid: str = "0123456789abcdef", max_rounds: int = 100000,
+             keep_decisions: bool = False, start: Optional[datetime] = None, seconds_per_round: float = 1.0) -> SimulatedRun:
+    now = start or datetime(2026, 1, 1, tzinfo=timezone.utc)
+    status: Optional[SearchRunStatus] = None
+    running: dict[str, StartStep] = {}
+    started: list[StartStep] = []
+    decisions: list[Decision] = []
+    observations: dict[str, Observation] = {}
+    max_running = 0
+    for rounds in range(1, max_rounds + 1):
+        d = reconcile(spec, status, observations, now, run_uid)
+        status = d.status
+        if keep_decisions:
+            decisions.append(d)
+        for a in d.start:
+            running[a.step_id] = a
+            started.append(a)
+        max_running = max(max_running, len(running))
+        if d.done:
+            return SimulatedRun(status, rounds, started, decisions, max_running)
+        observations = {}
+        for sid, a in list(running.items()):
+            observations[sid] = outcome(a)
+            del running[sid]
+        now += timedelta(seconds=seconds_per_round)
+        if not observations and d.wake_at and d.wake_at > now:
+            now = d.wake_at
+    raise RuntimeError(f"run did not finish in {max_rounds} rounds")
