@@ -80,10 +80,12 @@ def spec_schema() -> dict:
         {"rule": "self == oldSelf", "message": "spec is immutable: create a new SearchRun instead of editing this one"},
         {"rule": "self.query.trim().size() > 0", "message": "spec.query must not be blank"},
     ]
-    # Nested defaults only apply when the parent object is present: default the parents to {}.
+    # Nested defaults only apply when the parent object is present: default each parent to
+    # its full default value (CEL rules are checked against defaults too).
+    defaults = api.SearchRunSpec(query="x").model_dump(mode="json", exclude_none=True)
     for name in ("corpus", "agent", "budget", "steps", "artifacts"):
-        props[name]["default"] = {}
-    props["steps"]["properties"]["resources"]["default"] = {}
+        props[name]["default"] = defaults[name]
+    props["steps"]["properties"]["resources"]["default"] = defaults["steps"]["resources"]
     return s
 
 

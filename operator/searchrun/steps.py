@@ -126,7 +126,7 @@ def run_step(ctx: StepContext) -> StepResult:
 
     if step_type == StepType.plan_search.value:
         corpus = _corpus(ctx)
-        seeds, usage = _agent(ctx, corpus).plan_seeds(ctx.query, 2 * k, allowance)
+        seeds, usage = _agent(ctx, corpus).plan_seeds(ctx.query, k, allowance)
         uri = store.put_json(out_key, {**base, "seeds": [_doc_brief(corpus, d) for d in seeds], "tokens": usage.tokens})
         return StepResult(tokens=usage.tokens, costUSD=_cost(ctx, usage), output=uri, seeds=tuple(seeds),
                           decision=f"{len(seeds)} seed(s)")
@@ -202,6 +202,8 @@ def _read_json(read_uri, uri: str) -> dict:
 def report_data(lineage: Mapping, answers: list, corpus=None) -> dict:
     """Shape the lineage and answers for the HTML report."""
     run, status = lineage.get("run", {}), lineage.get("status", {})
+    # The report is the run's last step: while it is written the run is finishing, not running.
+    phase = "Succeeded" if status.get("phase") == "Running" else status.get("phase")
     steps = status.get("steps", [])
     has_children = {p for st in steps for p in st.get("parents", []) if st.get("type") == StepType.traverse_node.value}
     out_steps = []
@@ -220,7 +222,7 @@ def report_data(lineage: Mapping, answers: list, corpus=None) -> dict:
         })
     return {
         "run": {"name": run.get("name"), "uid": run.get("uid"), "query": run.get("query"), "intent": status.get("intent"),
-                "phase": status.get("phase"), "stoppedBy": status.get("stoppedBy"), "limitsHit": status.get("limitsHit", []),
+                "phase": phase, "stoppedBy": status.get("stoppedBy"), "limitsHit": status.get("limitsHit", []),
                 "fallback": status.get("fallback"), "startedAt": status.get("startedAt"), "finishedAt": status.get("finishedAt")},
         "answers": answers,
         "steps": out_steps,

@@ -1,0 +1,110 @@
+"""Admission policy: what a cluster accepts, clamps or rejects. Pure: the kopf webhooks call it.
+
+The CRD's schema and CEL rules are the first line; this adds the cluster's own
+caps (operator configuration), immutability, and checks that need more than a
+schema (a corpus a Job can read, an agent that can run).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .api import Budget, SearchRunSpec
+from .manifest import describe_validation_error
+
+
+class Caps(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    maxAgents: int = Field(default=10, ge=1)
+    maxDepth: int = Field(default=5, ge=1)
+    maxFanoutPerNode: int = Field(default=10, ge=1)
+    maxSteps: int = Field(default=1000, ge=5)
+    maxParallel: int = Field(default=20, ge=1)
+    maxTokens: int = Field(default=2_000_000, ge=1000)
+    maxCostUSD: float = Field(default=50.0, ge=0)
+    deadlineSeconds: int = Field(default=7200, ge=10)
+
+
+class Policy(BaseModel):
+    """The cluster's admission policy (from the operator's configuration)."""
+
+    model_config = ConfigDict(extra="forbid")
+    mode: Literal["reject", "clamp"] = Field(default="reject", description="what to do with a budget over its cap")
+    clamp: list[str] = Field(default_factory=list, description="budget fields clamped even when mode is reject")
+    caps: Caps = Field(default_factory=Caps)
+    corpusSchemes: list[str] = Field(default_factory=lambda: ["builtin", "s3"])
+    allowOpenAI: bool = True
+
+
+@dataclass
+class Verdict:
+    allowed: bool
+    reason: str = ""             # a short code for metrics: invalid, cap, corpus, agent, immutable
+    message: str = ""
+    spec: Optional[dict] = None  # the spec with defaults filled (and clamped), when allowed
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return self.spec is not None
+
+
+def _scheme(uri: str) -> str:
+    if uri.startswith("builtin:"):
+        return "builtin"
+    if "://" in uri:
+        return uri.split("://", 1)[0]
+    return "path"
+
+
+def review(spec: Any, policy: Policy, old_spec: Any = None, clamp: bool = False) -> Verdict:
+    """Decide on a SearchRun spec. ``clamp=True`` is the mutating pass."""
+    if not isinstance(spec, dict):
+        return Verdict(False, "invalid", "spec: must be an object")
+    if old_spec is not None and old_spec != spec:
+        try:
+            same = SearchRunSpec.model_validate(old_spec).model_dump(mode="json") == SearchRunSpec.model_validate(spec).model_dump(mode="json")
+        except ValidationError:
+            same = False
+        if not same:
+            return Verdict(False, "immutable", "spec is immutable after creation: delete and re-create the SearchRun to change it")
+    try:
+        parsed = SearchRunSpec.model_validate(spec)
+    except ValidationError as e:
+        lines = ["spec." + line for line in describe_validation_error(e)]
+        return Verdict(False, "invalid", "; ".join(lines))
+
+    scheme = _scheme(parsed.corpus.uri)
+    if scheme not in policy.corpusSchemes:
+        allowed = ", ".join(f"{s}:" if s == "builtin" else f"{s}://" for s in policy.corpusSchemes)
+        return Verdict(False, "corpus", f"spec.corpus.uri: scheme {scheme!r} cannot be read by step Jobs on this cluster; use one of {allowed}")
+    if parsed.agent.type == "openai" and not policy.allowOpenAI:
+        return Verdict(False, "agent", "spec.agent.type: openai agents are not allowed by this cluster's policy; use offline")
+
+    budget = parsed.budget.model_dump()
+    warnings: list[str] = []
+    over = []
+    for name, cap in policy.caps.model_dump().items():
+        if budget[name] > cap:
+            over.append((name, budget[name], cap))
+    def clampable(n: str) -> bool:
+        return clamp and (policy.mode == "clamp" or n in policy.clamp)
+
+    rejected = [(n, v, c) for n, v, c in over if not clampable(n)]
+    if rejected:
+        msg = "; ".join(f"spec.budget.{n}: {v} exceeds the cluster's limit of {c}" for n, v, c in rejected)
+        return Verdict(False, "cap", msg)
+    for name, value, cap in over:
+        budget[name] = cap
+        warnings.append(f"spec.budget.{name} clamped from {value} to {cap} by the cluster's policy")
+    if over:
+        try:
+            Budget.model_validate(budget)
+        except ValidationError as e:
+            return Verdict(False, "cap", "after clamping to the cluster's limits: " + "; ".join("spec.budget." + x for x in describe_validation_error(e)))
+    out = parsed.model_dump(mode="json", exclude_none=True)
+    out["budget"] = budget
+    return Verdict(True, spec=out, warnings=warnings)

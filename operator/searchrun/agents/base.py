@@ -1,0 +1,83 @@
+"""What an agent is: the step code's questions to it, and what it answers.
+
+The framework decides how many steps run, where the budget goes and which
+documents were already visited; an agent only answers "is this relevant?" and
+"where next?". Every answer reports the tokens it used (real usage, or an
+estimate for the offline agent); ``allowance`` is the step's token budget and
+an agent never plans to use more than it (with ``allowance`` 0 it does no work).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Mapping, Protocol, runtime_checkable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..api import AgentSpec
+    from ..corpus import Corpus
+
+SNIPPET_CHARS = 300
+
+
+@dataclass(frozen=True)
+class Usage:
+    tokens: int = 0
+    cost_usd: float = 0.0
+
+
+@dataclass(frozen=True)
+class Hit:
+    doc_id: str
+    score: float
+    snippet: str  # at most SNIPPET_CHARS characters from the document
+
+
+@dataclass(frozen=True)
+class TraverseDecision:
+    found: bool
+    score: float
+    snippet: str
+    next: list[str] = field(default_factory=list)  # ranked children, at most 2*k; empty = dead end
+    reason: str = ""
+    usage: Usage = Usage()
+
+
+class AgentError(RuntimeError):
+    """An unrecoverable agent failure (bad endpoint, out of retries). Never carries secrets."""
+
+
+@runtime_checkable
+class Agent(Protocol):
+    def detect_intent(self, query: str, allowance: int) -> tuple[str, str, Usage]:
+        """("simple" | "deep", reason, usage)."""
+
+    def plan_seeds(self, query: str, k: int, allowance: int) -> tuple[list[str], Usage]:
+        """Ranked document ids to start traversals from, at most k."""
+
+    def simple_search(self, query: str, k: int, allowance: int) -> tuple[list[Hit], Usage]:
+        """Hits that answer the query, best first, at most k (may be empty)."""
+
+    def traverse(self, query: str, doc_id: str, k: int, allowance: int) -> TraverseDecision:
+        """Does ``doc_id`` answer the query, and which of its children (ranked, at most 2*k)
+        are worth exploring next."""
+
+
+def usage(tokens: int, cost_per_1k: float) -> Usage:
+    tokens = max(0, int(tokens))
+    return Usage(tokens=tokens, cost_usd=round(tokens / 1000.0 * cost_per_1k, 8))
+
+
+def make_agent(spec: "AgentSpec", corpus: "Corpus", env: Mapping[str, str]) -> Agent:
+    """The agent ``spec`` describes. The openai agent's key is read from ``env[spec.apiKeyEnv]``
+    (on a cluster the operator maps the Secret into that variable); no key means no
+    Authorization header (fine for local endpoints)."""
+    kind = getattr(spec.type, "value", spec.type)
+    if kind == "offline":
+        from .offline import OfflineAgent
+
+        return OfflineAgent(corpus, spec.relevanceThreshold, cost_per_1k=spec.costPer1kTokensUSD)
+    if kind == "openai":
+        from .openai_compat import OpenAICompatAgent
+
+        return OpenAICompatAgent(spec, corpus, env.get(spec.apiKeyEnv) or None)
+    raise AgentError(f"unknown agent type {kind!r} (offline or openai)")

@@ -1,0 +1,526 @@
+"""The document graph a SearchRun searches: parse, import and load it.
+
+A corpus is ``{"documents": {id: {id, title, content, type, relationships:
+{kind: [ids]}, metadata}}}``. It is accepted as is: unknown fields in a
+document are ignored, links to missing documents are kept in the data but never
+followed, and self-links are never followed. A folder of Markdown files can be
+imported too: each ``.md`` file is a document and its links are edges.
+
+Decisions worth knowing:
+
+* A document's inner ``id`` may be omitted (the key is used). If it is present
+  and differs from its key the corpus is rejected: silently picking one would
+  make links point at the wrong document.
+* Markdown document ids are the file's path relative to the folder, without
+  ``.md``, lowercased, with ``/`` kept and runs of whitespace turned into ``-``
+  (``Guides/Getting Started.md`` -> ``guides/getting-started``). They only
+  change when a file is moved or renamed.
+* Every error is a :class:`CorpusError` whose message names the source and what
+  is wrong, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import unicodedata
+from pathlib import Path
+from typing import Any, Callable, Optional
+from urllib.parse import unquote, urlparse
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+MAX_DOCUMENTS = 200_000
+MAX_DOC_ID_CHARS = 200
+MAX_CONTENT_CHARS = 1_000_000
+
+BUILTIN_CORPORA = {"sample": "sample-corpus.json"}
+
+__all__ = [
+    "MAX_DOCUMENTS",
+    "MAX_DOC_ID_CHARS",
+    "MAX_CONTENT_CHARS",
+    "CorpusError",
+    "Document",
+    "Corpus",
+    "parse_corpus",
+    "import_markdown",
+    "load_corpus",
+    "import_command",
+]
+
+
+class CorpusError(ValueError):
+    """A corpus that cannot be read or is malformed; the message names the source."""
+
+
+class Document(BaseModel):
+    """One node of the graph. Unknown fields are accepted and dropped."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    title: str = ""
+    content: str = ""
+    type: str = "document"
+    relationships: dict[str, list[str]] = {}
+    metadata: dict[str, Any] = {}
+
+    @property
+    def text(self) -> str:
+        """Title and content, as an agent reads them."""
+        if self.title and self.content:
+            return f"{self.title}\n\n{self.content}"
+        return self.title or self.content
+
+
+class Corpus:
+    """Documents by id, with link resolution that ignores missing targets and self-links."""
+
+    def __init__(self, documents: dict[str, Document], source: str = "", unresolved_links: int = 0):
+        self.documents = documents
+        self.source = source
+        # links an importer saw but could not resolve (Markdown links to absent files)
+        self.unresolved_links = unresolved_links
+        self._children: dict[str, list[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self.documents)
+
+    def __contains__(self, doc_id: object) -> bool:
+        return doc_id in self.documents
+
+    def __repr__(self) -> str:
+        return f"Corpus({len(self)} documents from {self.source or '<memory>'})"
+
+    def get(self, doc_id: str) -> Optional[Document]:
+        return self.documents.get(doc_id)
+
+    def ids(self) -> list[str]:
+        return list(self.documents)
+
+    def children(self, doc_id: str) -> list[str]:
+        """Targets of all relationships of ``doc_id``, in order of appearance over kinds,
+        deduplicated, without self-links and links to missing documents."""
+        cached = self._children.get(doc_id)
+        if cached is not None:
+            return list(cached)
+        doc = self.documents.get(doc_id)
+        out: list[str] = []
+        if doc is not None:
+            seen = {doc_id}
+            for targets in doc.relationships.values():
+                for t in targets:
+                    if t not in seen and t in self.documents:
+                        seen.add(t)
+                        out.append(t)
+        self._children[doc_id] = out
+        return list(out)
+
+    def edges(self) -> list[tuple[str, str]]:
+        """Every followable (source, target) pair."""
+        return [(d, c) for d in self.documents for c in self.children(d)]
+
+    def missing_links(self) -> list[tuple[str, str, str]]:
+        """(source, kind, target) for every link to a document that is not in the corpus."""
+        out = []
+        for d, doc in self.documents.items():
+            for kind, targets in doc.relationships.items():
+                out.extend((d, kind, t) for t in targets if t not in self.documents)
+        return out
+
+    def to_json(self, clean: bool = False) -> dict:
+        """The JSON shape :func:`parse_corpus` accepts. With ``clean``, links to missing
+        documents, self-links and duplicate targets are left out."""
+        docs = {}
+        for d, doc in self.documents.items():
+            data = doc.model_dump()
+            if clean:
+                rel: dict[str, list[str]] = {}
+                for kind, targets in doc.relationships.items():
+                    kept = []
+                    for t in targets:
+                        if t != d and t in self.documents and t not in kept:
+                            kept.append(t)
+                    if kept:
+                        rel[kind] = kept
+                data["relationships"] = rel
+            docs[d] = data
+        return {"documents": docs}
+
+
+# ----------------------------------------------------------------- parsing
+
+
+def _bad_id(doc_id: Any) -> Optional[str]:
+    """Why ``doc_id`` is not acceptable, or None."""
+    if not isinstance(doc_id, str):
+        return "must be a string"
+    if not doc_id:
+        return "must not be empty"
+    if len(doc_id) > MAX_DOC_ID_CHARS:
+        return f"is {len(doc_id)} characters long (limit {MAX_DOC_ID_CHARS})"
+    for ch in doc_id:
+        if unicodedata.category(ch) == "Cc":
+            return f"contains a control character (U+{ord(ch):04X})"
+    return None
+
+
+def _show(doc_id: str) -> str:
+    return repr(doc_id)[1:-1] if len(doc_id) <= 60 else repr(doc_id[:57])[1:-1] + "..."
+
+
+def _document(key: str, raw: Any, source: str) -> Document:
+    where = f"corpus {source}: documents.{_show(key)}"
+    if not isinstance(raw, dict):
+        raise CorpusError(f"{where} must be an object, not {type(raw).__name__}")
+    raw = {k: v for k, v in raw.items() if v is not None}
+    inner = raw.get("id", key)
+    if inner != key:
+        raise CorpusError(
+            f"{where}.id is {json.dumps(inner)[:80]} but its key is {json.dumps(key)[:80]}; they must agree (or omit id)"
+        )
+    raw["id"] = key
+    rel = raw.get("relationships", {})
+    if not isinstance(rel, dict) or not all(
+        isinstance(k, str) and isinstance(v, list) and all(isinstance(t, str) for t in v) for k, v in rel.items()
+    ):
+        raise CorpusError(f"{where}.relationships must map a kind to a list of ids")
+    if not isinstance(raw.get("metadata", {}), dict):
+        raise CorpusError(f"{where}.metadata must be an object")
+    for field in ("title", "content", "type"):
+        if field in raw and not isinstance(raw[field], str):
+            raise CorpusError(f"{where}.{field} must be a string, not {type(raw[field]).__name__}")
+    content = raw.get("content", "")
+    if len(content) > MAX_CONTENT_CHARS:
+        raise CorpusError(f"{where}.content is {len(content)} characters long (limit {MAX_CONTENT_CHARS})")
+    try:
+        return Document.model_validate(raw)
+    except ValidationError as e:  # pragma: no cover - the checks above cover the schema
+        err = e.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise CorpusError(f"{where}.{loc}: {err['msg']}") from None
+
+
+def parse_corpus(data: bytes, source: str) -> Corpus:
+    """Parse the JSON document graph; raise :class:`CorpusError` naming ``source`` and the problem."""
+    if isinstance(data, str):
+        text = data
+    else:
+        try:
+            text = bytes(data).decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise CorpusError(f"corpus {source}: not valid UTF-8 (byte {e.start})") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise CorpusError(f"corpus {source}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except RecursionError:
+        raise CorpusError(f"corpus {source}: invalid JSON: nested too deeply") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("documents"), dict):
+        raise CorpusError(f'corpus {source}: expected an object with a "documents" object mapping ids to documents')
+    raw_docs = obj["documents"]
+    if not raw_docs:
+        raise CorpusError(f"corpus {source}: has no documents")
+    if len(raw_docs) > MAX_DOCUMENTS:
+        raise CorpusError(f"corpus {source}: has {len(raw_docs)} documents (limit {MAX_DOCUMENTS})")
+    docs: dict[str, Document] = {}
+    for key, raw in raw_docs.items():
+        why = _bad_id(key)
+        if why:
+            raise CorpusError(f"corpus {source}: document id {json.dumps(key)[:80]} {why}")
+        docs[key] = _document(key, raw, source)
+    return Corpus(docs, source=source)
+
+
+# ---------------------------------------------------------------- markdown
+
+_FENCE_RE = re.compile(r"^\s*(```|~~~)")
+_HEADING1_RE = re.compile(r"^#\s+(.+?)\s*#*\s*$")
+_MD_LINK_RE = re.compile(r"(!?)\[([^\]]*)\]\(\s*(<[^>]*>|[^)\s]+)(?:\s+\"[^\"]*\")?\s*\)")
+_WIKI_RE = re.compile(r"\[\[([^\]|#]*)(#[^\]|]*)?(?:\|([^\]]*))?\]\]")
+_SCHEME_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
+
+
+def markdown_id(rel_path: str) -> str:
+    """Stable id of a Markdown file from its path relative to the folder."""
+    p = rel_path.replace(os.sep, "/")
+    if p.lower().endswith(".md"):
+        p = p[:-3]
+    return re.sub(r"\s+", "-", p.strip()).lower()
+
+
+def _md_files(folder: Path) -> list[Path]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.lower().endswith(".md") and not name.startswith("."):
+                out.append(Path(dirpath) / name)
+    return out
+
+
+def _split_front_matter(text: str) -> tuple[dict[str, str], str]:
+    if not text.startswith("---\n"):
+        return {}, text
+    end = text.find("\n---", 4)
+    if end < 0:
+        return {}, text
+    meta = {}
+    for line in text[4:end].splitlines():
+        k, sep, v = line.partition(":")
+        if sep and k.strip() and not k.startswith((" ", "\t")):
+            meta[k.strip()] = v.strip().strip("'\"")
+    rest = text[end + 4 :]
+    return meta, rest[1:] if rest.startswith("\n") else rest
+
+
+def _parse_markdown(text: str, stem: str) -> tuple[str, str, list[tuple[str, str]], dict[str, str]]:
+    """(title, body, links as ("md" | "wiki", target) in order of appearance, front matter)."""
+    meta, text = _split_front_matter(text)
+    title = ""
+    body_lines: list[str] = []
+    links: list[tuple[str, str]] = []
+    in_fence = False
+    for line in text.splitlines():
+        if _FENCE_RE.match(line):
+            in_fence = not in_fence
+            body_lines.append(line)
+            continue
+        if in_fence:
+            body_lines.append(line)
+            continue
+        if not title:
+            m = _HEADING1_RE.match(line)
+            if m:
+                title = m.group(1).strip()
+                continue
+        found = [(m.start(), "md", m.group(3).strip("<>")) for m in _MD_LINK_RE.finditer(line) if not m.group(1)]
+        found += [(m.start(), "wiki", m.group(1).strip()) for m in _WIKI_RE.finditer(line)]
+        links.extend((kind, target) for _, kind, target in sorted(found))
+        line = _MD_LINK_RE.sub(lambda m: "" if m.group(1) else m.group(2), line)
+        line = _WIKI_RE.sub(lambda m: (m.group(3) or m.group(1)).strip(), line)
+        line = re.sub(r"^\s{0,3}#{1,6}\s+", "", line)
+        body_lines.append(line)
+    title = title or meta.get("title", "") or stem
+    body = re.sub(r"\n{3,}", "\n\n", "\n".join(body_lines)).strip()
+    return title, body, links, meta
+
+
+def import_markdown(folder: Path) -> Corpus:
+    """Every ``*.md`` under ``folder`` (recursively; hidden files and folders skipped) is a
+    document; Markdown links ``[text](other.md)`` and wiki links ``[[other]]`` that resolve
+    to another file in the folder are ``links`` edges. External links are ignored."""
+    folder = Path(folder)
+    source = str(folder)
+    if not folder.is_dir():
+        raise CorpusError(f"corpus {source}: not a folder")
+    files = _md_files(folder)
+    if not files:
+        raise CorpusError(f"corpus {source}: has no .md files")
+    if len(files) > MAX_DOCUMENTS:
+        raise CorpusError(f"corpus {source}: has {len(files)} documents (limit {MAX_DOCUMENTS})")
+
+    by_rel: dict[str, str] = {}  # normalised relative path (= id) -> id
+    by_stem: dict[str, list[str]] = {}
+    seen_ids: dict[str, str] = {}
+    parsed = []
+    for f in files:
+        rel = f.relative_to(folder).as_posix()
+        doc_id = markdown_id(rel)
+        why = _bad_id(doc_id)
+        if why:
+            raise CorpusError(f"corpus {source}: {rel}: document id {json.dumps(doc_id)[:80]} {why}")
+        if doc_id in seen_ids:
+            raise CorpusError(f"corpus {source}: {rel} and {seen_ids[doc_id]} both map to document id {doc_id!r}")
+        seen_ids[doc_id] = rel
+        try:
+            text = f.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise CorpusError(f"corpus {source}: {rel}: not valid UTF-8 (byte {e.start})") from None
+        except OSError as e:
+            raise CorpusError(f"corpus {source}: {rel}: cannot read: {e.strerror or e}") from None
+        title, body, links, meta = _parse_markdown(text, f.stem)
+        if len(body) > MAX_CONTENT_CHARS:
+            raise CorpusError(f"corpus {source}: {rel}: content is {len(body)} characters long (limit {MAX_CONTENT_CHARS})")
+        by_rel[doc_id] = doc_id
+        by_stem.setdefault(markdown_id(f.stem), []).append(doc_id)
+        parsed.append((doc_id, rel, title, body, links, meta))
+
+    def resolve_path(rel_dir: str, target: str) -> Optional[str]:
+        target = unquote(target.split("#", 1)[0].split("?", 1)[0]).strip()
+        if not target:
+            return None
+        joined = target.lstrip("/") if target.startswith("/") else (f"{rel_dir}/{target}" if rel_dir else target)
+        parts: list[str] = []
+        for part in joined.split("/"):
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if not parts:
+                    return None  # outside the folder
+                parts.pop()
+            else:
+                parts.append(part)
+        return by_rel.get(markdown_id("/".join(parts)))
+
+    unresolved = 0
+    docs: dict[str, Document] = {}
+    for doc_id, rel, title, body, links, meta in parsed:
+        rel_dir = rel.rpartition("/")[0]
+        targets: list[str] = []
+        for kind, t in links:
+            if kind == "md":
+                if _SCHEME_RE.match(t) or t.startswith("//") or t.startswith("#"):
+                    continue  # external or same-page anchor
+                resolved = resolve_path(rel_dir, t)
+                if resolved is None:
+                    last = unquote(t.split("#", 1)[0].split("?", 1)[0]).rpartition("/")[2]
+                    if last.lower().endswith(".md") or "." not in last:
+                        unresolved += 1  # looked like a page in the folder, but is not there
+                    continue
+            else:
+                if not t:
+                    continue
+                resolved = resolve_path(rel_dir, t) or resolve_path("", t)
+                if resolved is None:
+                    cands = by_stem.get(markdown_id(t.rpartition("/")[2]), [])
+                    resolved = cands[0] if len(cands) == 1 else None
+                if resolved is None:
+                    unresolved += 1
+                    continue
+            targets.append(resolved)
+        edges: list[str] = []
+        for t in targets:
+            if t != doc_id and t not in edges:
+                edges.append(t)
+        metadata: dict[str, Any] = {"path": rel}
+        metadata.update({k: v for k, v in meta.items() if k not in ("title", "type")})
+        docs[doc_id] = Document(
+            id=doc_id,
+            title=title,
+            content=body,
+            type=meta.get("type", "document") or "document",
+            relationships={"links": edges} if edges else {},
+            metadata=metadata,
+        )
+    return Corpus(docs, source=source, unresolved_links=unresolved)
+
+
+# ----------------------------------------------------------------- loading
+
+
+def _read_builtin(name: str) -> Corpus:
+    fname = BUILTIN_CORPORA.get(name)
+    if fname is None:
+        raise CorpusError(f"corpus builtin:{name}: unknown builtin corpus (available: {', '.join('builtin:' + n for n in BUILTIN_CORPORA)})")
+    from importlib import resources
+
+    try:
+        data = resources.files("searchrun").joinpath("data", fname).read_bytes()
+    except (OSError, ModuleNotFoundError) as e:
+        raise CorpusError(f"corpus builtin:{name}: not installed with the package ({e})") from None
+    return parse_corpus(data, f"builtin:{name}")
+
+
+def _local_path(uri: str, base_dir: Optional[Path]) -> Path:
+    if uri.startswith("file://"):
+        parsed = urlparse(uri)
+        if parsed.netloc not in ("", "localhost"):
+            raise CorpusError(f"corpus {uri}: file:// URIs must be absolute (file:///path), not on host {parsed.netloc!r}")
+        return Path(unquote(parsed.path))
+    p = Path(uri).expanduser()
+    if not p.is_absolute() and base_dir is not None:
+        p = Path(base_dir) / p
+    return p
+
+
+def load_corpus(
+    uri: str,
+    fmt: str = "json",
+    base_dir: Optional[Path] = None,
+    read_uri: Optional[Callable[[str], bytes]] = None,
+) -> Corpus:
+    """Load the corpus a SearchRun names.
+
+    ``builtin:sample`` is the packaged sample; ``file:///path`` or a path (relative to
+    ``base_dir``, else the working directory) is a JSON file (``fmt="json"``) or a Markdown
+    folder (``fmt="markdown"``); ``s3://bucket/key`` is read through ``read_uri`` (the
+    artifact store's reader), JSON only.
+    """
+    fmt = getattr(fmt, "value", fmt) or "json"
+    if fmt not in ("json", "markdown"):
+        raise CorpusError(f"corpus {uri}: unknown format {fmt!r} (json or markdown)")
+    if uri.startswith("builtin:"):
+        if fmt != "json":
+            raise CorpusError(f"corpus {uri}: builtin corpora are json, not {fmt}")
+        return _read_builtin(uri[len("builtin:") :])
+    if uri.startswith("s3://"):
+        if fmt != "json":
+            raise CorpusError(f"corpus {uri}: a markdown folder cannot be read from s3; import it to JSON first (searchrun corpus import)")
+        if read_uri is None:
+            raise CorpusError(f"corpus {uri}: no artifact store reader configured for s3:// URIs")
+        try:
+            data = read_uri(uri)
+        except CorpusError:
+            raise
+        except Exception as e:
+            raise CorpusError(f"corpus {uri}: cannot read: {e}") from None
+        return parse_corpus(data, uri)
+    if _SCHEME_RE.match(uri) and not uri.startswith("file://") and not re.match(r"^[a-zA-Z]:[\\/]", uri):
+        raise CorpusError(f"corpus {uri}: unsupported URI scheme (use builtin:NAME, s3://, file:// or a path)")
+
+    path = _local_path(uri, base_dir)
+    if not path.exists():
+        raise CorpusError(f"corpus {uri}: {path} does not exist")
+    if fmt == "markdown":
+        if not path.is_dir():
+            raise CorpusError(f"corpus {uri}: {path} is not a folder (format markdown needs a folder of .md files)")
+        corpus = import_markdown(path)
+        corpus.source = uri
+        return corpus
+    if path.is_dir():
+        raise CorpusError(f"corpus {uri}: {path} is a folder; set format: markdown to import its .md files")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise CorpusError(f"corpus {uri}: cannot read {path}: {e.strerror or e}") from None
+    return parse_corpus(data, uri)
+
+
+# --------------------------------------------------------------------- CLI
+
+
+def summarize(corpus: Corpus) -> str:
+    dropped = len(corpus.missing_links()) + corpus.unresolved_links
+    return f"{len(corpus)} documents, {len(corpus.edges())} edges, {dropped} missing links dropped"
+
+
+def import_command(path: str, out: Optional[str] = None) -> int:
+    """``searchrun corpus import PATH [-o OUT]``: read a Markdown folder or a JSON corpus, write
+    the JSON graph (without missing links and self-links) to OUT or stdout, summary on stderr."""
+    p = Path(path)
+    try:
+        if not p.exists():
+            raise CorpusError(f"corpus {path}: does not exist")
+        corpus = import_markdown(p) if p.is_dir() else load_corpus(str(p), "json")
+    except CorpusError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    text = json.dumps(corpus.to_json(clean=True), indent=2, ensure_ascii=False) + "\n"
+    if out and out != "-":
+        try:
+            Path(out).write_text(text, encoding="utf-8")
+        except OSError as e:
+            print(f"error: cannot write {out}: {e.strerror or e}", file=sys.stderr)
+            return 1
+        dest = out
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        dest = "stdout"
+    print(f"imported {path}: {summarize(corpus)}; wrote {dest}", file=sys.stderr)
+    return 0
+

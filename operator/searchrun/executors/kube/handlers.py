@@ -1,0 +1,204 @@
+"""kopf registrations: one daemon per SearchRun (its reconciler), admission webhooks, cleanup.
+
+A Job event wakes only its run's daemon; each daemon reconciles its run one pass
+at a time, so two events never race to patch the same status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timezone
+from typing import Optional
+
+import kopf
+from kubernetes import client, config as kconfig
+from kubernetes.client.rest import ApiException
+
+from ... import metrics
+from ...admission import review
+from ...api import GROUP, PLURAL, VERSION
+from .config import OperatorConfig
+from .jobwatch import JobCache
+from .reconciler import EventSink, RunReconciler, forget_run
+
+log = logging.getLogger("searchrun.operator")
+TERMINAL = ("Succeeded", "Failed")
+
+
+class _State:
+    config: OperatorConfig = OperatorConfig()
+    api_client: Optional[client.ApiClient] = None
+    cache: Optional[JobCache] = None
+    wakers: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Event]] = {}
+    metrics_started = False
+
+
+STATE = _State()
+
+
+def configure(cfg: OperatorConfig) -> None:
+    STATE.config = cfg
+
+
+def _wake(uid: str) -> None:
+    w = STATE.wakers.get(uid)
+    if w is not None:
+        loop, ev = w
+        loop.call_soon_threadsafe(ev.set)
+
+
+class KopfEvents(EventSink):
+    def post(self, run: RunReconciler, type: str, reason: str, message: str) -> None:
+        ref = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "SearchRun",
+               "metadata": {"name": run.name, "namespace": run.namespace, "uid": run.uid}}
+        try:
+            kopf.event(ref, type=type, reason=reason, message=message[:1000])
+        except Exception as e:  # events are best effort
+            log.debug("event not posted: %s", e)
+
+
+def _api_client() -> client.ApiClient:
+    try:
+        kconfig.load_incluster_config()
+    except kconfig.ConfigException:
+        kconfig.load_kube_config()
+    return client.ApiClient()
+
+
+def _webhook_server(cfg: OperatorConfig):
+    from .tls import self_signed
+
+    if cfg.webhookCertDir:
+        from pathlib import Path
+
+        d = Path(cfg.webhookCertDir)
+        ca = d / "ca.crt"
+        return kopf.WebhookServer(addr=cfg.webhookAddr, port=cfg.webhookPort, host=cfg.webhookHost,
+                                  certfile=str(d / "tls.crt"), pkeyfile=str(d / "tls.key"),
+                                  cafile=str(ca) if ca.exists() else None)
+    host = cfg.webhookHost or cfg.webhookAddr
+    cert, key = self_signed(host)
+    return kopf.WebhookServer(addr=cfg.webhookAddr, port=cfg.webhookPort, host=host,
+                              certfile=cert, pkeyfile=key, cafile=cert)
+
+
+@kopf.on.startup()
+def startup(settings: kopf.OperatorSettings, **_) -> None:
+    cfg = STATE.config
+    settings.persistence.finalizer = "searchrun.dev/finalizer"
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    if cfg.webhooks:
+        settings.admission.server = _webhook_server(cfg)
+        if cfg.webhookManaged:
+            settings.admission.managed = "searchrun.dev"
+    STATE.api_client = _api_client()
+    if not STATE.metrics_started:
+        metrics.serve(cfg.metricsPort, cfg.metricsAddr)
+        STATE.metrics_started = True
+    STATE.cache = JobCache(STATE.api_client, cfg.namespaces, _wake)
+    STATE.cache.start()
+
+
+@kopf.on.cleanup()
+def cleanup(**_) -> None:
+    if STATE.cache:
+        STATE.cache.stop()
+
+
+def _not_finished(status, **_) -> bool:
+    return (status or {}).get("phase") not in TERMINAL
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, id="reconcile", cancellation_timeout=10, when=_not_finished)
+async def run_daemon(stopped, name, namespace, uid, logger, **_) -> None:
+    cfg = STATE.config
+    loop = asyncio.get_running_loop()
+    wake = asyncio.Event()
+    STATE.wakers[uid] = (loop, wake)
+    r = RunReconciler(STATE.api_client, STATE.cache, cfg, namespace, name, uid, KopfEvents())
+    backoff = 1.0
+    try:
+        while not stopped:
+            try:
+                if r.status is None and r.spec is None:
+                    if not await asyncio.to_thread(r.load):
+                        return
+                    if r.spec is None:
+                        return  # invalid spec: the run was failed with the reason
+                wake.clear()
+                d = await asyncio.to_thread(r.reconcile_once)
+                backoff = 1.0
+            except ApiException as e:
+                if e.status == 404:
+                    return
+                logger.warning(f"reconcile failed: {e.status} {e.reason}; retrying in {backoff:.0f}s")
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30)
+                continue
+            except Exception as e:  # the store or the API is unreachable: retry, never lose the run
+                logger.warning(f"reconcile failed: {type(e).__name__}: {e}; retrying in {backoff:.0f}s")
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30)
+                continue
+            if d.done:
+                logger.info(f"run {d.status.phase}: {d.status.message}")
+                return
+            timeout = cfg.resyncSeconds
+            if d.wake_at is not None:
+                timeout = min(timeout, max(0.05, (d.wake_at - datetime.now(timezone.utc)).total_seconds()))
+            waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(_until(stopped))]
+            try:
+                await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waiters:
+                    w.cancel()
+    finally:
+        STATE.wakers.pop(uid, None)
+
+
+async def _until(stopped) -> None:
+    await stopped.wait()
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
+def on_delete(spec, uid, namespace, name, logger, **_) -> None:
+    """Jobs and pods go through owner references; artifacts stay unless the run asked for cleanup."""
+    forget_run(uid)
+    if STATE.cache:
+        STATE.cache.forget(uid)
+    if not (spec.get("artifacts") or {}).get("cleanup"):
+        return
+    from ...artifacts import open_store, run_prefix
+
+    uri = (spec.get("artifacts") or {}).get("uri") or STATE.config.artifacts
+    try:
+        n = open_store(uri).delete_prefix(run_prefix(uid))
+        logger.info(f"deleted {n} artifact(s) of {namespace}/{name}")
+    except Exception as e:
+        logger.warning(f"could not delete artifacts: {e}")
+
+
+@kopf.on.validate(GROUP, VERSION, PLURAL, id="validate", operations=["CREATE", "UPDATE"])
+def validate(spec, old, operation, warnings, subresource=None, **_) -> None:
+    if subresource:
+        return
+    old_spec = (old or {}).get("spec") if operation == "UPDATE" else None
+    verdict = review(dict(spec or {}), STATE.config.policy, old_spec=dict(old_spec) if old_spec is not None else None)
+    if not verdict.allowed:
+        metrics.ADMISSION_REJECTIONS.labels(reason=verdict.reason).inc()
+        raise kopf.AdmissionError(verdict.message, code=422)
+
+
+@kopf.on.mutate(GROUP, VERSION, PLURAL, id="defaults", operations=["CREATE"])
+def mutate(spec, patch, warnings, **_) -> None:
+    verdict = review(dict(spec or {}), STATE.config.policy, clamp=True)
+    if not verdict.allowed:
+        return  # the validating webhook rejects it with the reason
+    if verdict.spec != dict(spec or {}):
+        patch["spec"] = verdict.spec
+    if verdict.warnings:
+        metrics.ADMISSION_CLAMPS.inc()
+        warnings.extend(verdict.warnings)

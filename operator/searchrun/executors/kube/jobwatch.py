@@ -1,0 +1,126 @@
+"""One label-selected watch on step Jobs, kept as a cache, that wakes the run a Job belongs to.
+
+kopf would list and watch every Job in scope and filter on the client; this
+asks the API server for ours only (``labelSelector``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable, Optional
+
+from kubernetes import client, watch
+from kubernetes.client.rest import ApiException
+
+from .jobs import JOB_SELECTOR, L_RUN
+
+log = logging.getLogger("searchrun.jobwatch")
+
+
+class JobCache:
+    def __init__(self, api_client: client.ApiClient, namespaces: list[str], on_change: Callable[[str], None]):
+        self.api_client = api_client
+        self.batch = client.BatchV1Api(api_client)
+        self.namespaces = namespaces or [None]  # None: all namespaces
+        self.on_change = on_change
+        self._jobs: dict[str, dict[str, dict]] = {}  # run uid -> job name -> job
+        self._lock = threading.Lock()
+        self.synced = threading.Event()
+        self._synced_ns: set = set()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for ns in self.namespaces:
+            t = threading.Thread(target=self._run, args=(ns,), name=f"jobwatch-{ns or 'all'}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def jobs(self, run_uid: str) -> list[dict]:
+        with self._lock:
+            return list(self._jobs.get(run_uid, {}).values())
+
+    def forget(self, run_uid: str) -> None:
+        with self._lock:
+            self._jobs.pop(run_uid, None)
+
+    def put(self, job: dict) -> None:
+        """Record a Job we just created, so that the next pass sees it without waiting for the watch."""
+        self._apply("ADDED", job)
+
+    def _apply(self, kind: str, job: dict) -> Optional[str]:
+        meta = job.get("metadata") or {}
+        uid = (meta.get("labels") or {}).get(L_RUN)
+        if not uid:
+            return None
+        with self._lock:
+            jobs = self._jobs.setdefault(uid, {})
+            if kind == "DELETED":
+                jobs.pop(meta.get("name"), None)
+            else:
+                old = jobs.get(meta.get("name"))
+                if old is not None and int(old["metadata"].get("resourceVersion") or 0) > int(meta.get("resourceVersion") or 0):
+                    return None  # an older version than we hold
+                jobs[meta.get("name")] = job
+        return uid
+
+    def _list(self, ns):
+        kw = {"label_selector": JOB_SELECTOR, "_preload_content": False}
+        resp = self.batch.list_namespaced_job(ns, **kw) if ns else self.batch.list_job_for_all_namespaces(**kw)
+        import json
+
+        data = json.loads(resp.data)
+        return data.get("items", []), data["metadata"]["resourceVersion"]
+
+    def _run(self, ns) -> None:
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                items, rv = self._list(ns)
+                touched = set()
+                with self._lock:
+                    known = {(u, n) for u, js in self._jobs.items() for n, j in js.items()
+                             if ns is None or j["metadata"].get("namespace") == ns}
+                seen = set()
+                for job in items:
+                    uid = self._apply("ADDED", job)
+                    if uid:
+                        touched.add(uid)
+                        seen.add((uid, job["metadata"]["name"]))
+                with self._lock:
+                    for uid, name in known - seen:
+                        self._jobs.get(uid, {}).pop(name, None)
+                        touched.add(uid)
+                self._synced_ns.add(ns)
+                if len(self._synced_ns) == len(self.namespaces):
+                    self.synced.set()
+                for uid in touched:
+                    self.on_change(uid)
+                backoff = 0.5
+                w = watch.Watch()
+                fn = self.batch.list_namespaced_job if ns else self.batch.list_job_for_all_namespaces
+                args = (ns,) if ns else ()
+                for ev in w.stream(fn, *args, label_selector=JOB_SELECTOR, resource_version=rv,
+                                   timeout_seconds=300, allow_watch_bookmarks=True, _request_timeout=330):
+                    if self._stop.is_set():
+                        w.stop()
+                        return
+                    if ev["type"] in ("BOOKMARK", "ERROR"):
+                        if ev["type"] == "ERROR":
+                            break  # e.g. 410 Gone: relist
+                        continue
+                    job = self.api_client.sanitize_for_serialization(ev["object"])
+                    uid = self._apply(ev["type"], job)
+                    if uid:
+                        self.on_change(uid)
+            except ApiException as e:
+                log.warning("job watch (%s): %s %s; relisting", ns or "all namespaces", e.status, e.reason)
+            except Exception as e:  # connection drops, API server restarts
+                log.warning("job watch (%s) broke: %s; relisting in %.1fs", ns or "all namespaces", e, backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 10)

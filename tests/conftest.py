@@ -1,0 +1,60 @@
+"""Shared fixtures. Keep this small; add fixtures in their own sections.
+
+S3: ``s3_server`` runs a REAL S3-compatible server (moto's server mode) as a subprocess over
+HTTP, once per session. Env ``SEARCHRUN_S3_HOST`` overrides the bind host (cluster tests set
+it to an address pods can reach). If the server cannot start, tests using it are skipped,
+unless env ``CI`` is set, in which case they fail. moto keeps its state in memory: after
+``stop()``/``start()`` (same port) every bucket and object is gone.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+from support.s3server import S3Server, free_port
+
+# ------------------------------------------------------------------ S3 (moto server)
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    host = os.environ.get("SEARCHRUN_S3_HOST", "127.0.0.1")
+    logdir = Path(tempfile.mkdtemp(prefix="searchrun-moto-"))
+    server = None
+    try:
+        server = S3Server(host, free_port(host), logdir / "moto_server.log")
+        server.start()
+    except Exception as e:  # noqa: BLE001 - any failure to start means "no S3 here"
+        if server is not None:
+            server.stop()
+        shutil.rmtree(logdir, ignore_errors=True)
+        reason = f"cannot start moto_server (S3) on {host}: {e}"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(logdir, ignore_errors=True)
+
+
+@pytest.fixture
+def s3_bucket(s3_server, monkeypatch):
+    """A fresh bucket; returns ``s3://<bucket>/prefix``. Also points the S3 env vars
+    (``s3_server.env()``) at the server for the test, so ``open_store``/``S3Store`` find it."""
+    s3_server.start()  # no-op if running; recovers from a test that stopped it
+    for k, v in s3_server.env().items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    bucket = f"searchrun-test-{uuid.uuid4().hex[:12]}"
+    s3_server.client().create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/prefix"

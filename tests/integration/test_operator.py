@@ -1,0 +1,310 @@
+"""The operator against a real cluster and a real S3 server: runs, admission, crash safety, failures.
+
+The operator runs as a process on this machine (as a developer runs it); its step
+Jobs run as real pods on the cluster's kubelet and write to the S3 server over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from support.s3server import S3Server, free_port
+
+pytestmark = [pytest.mark.cluster, pytest.mark.s3]
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples"
+BUCKET = "searchrun"
+WEBHOOK_CONFIG = "searchrun.dev"
+
+
+@pytest.fixture(scope="module")
+def cluster_s3(cluster):
+    """An S3 server on the cluster bridge, so that step pods reach it."""
+    host = cluster.host_ip or "127.0.0.1"
+    log = Path(tempfile.mkdtemp(prefix="searchrun-s3-")) / "moto.log"
+    server = S3Server(host, free_port(host), log)
+    server.start()
+    server.client().create_bucket(Bucket=BUCKET)
+    yield server
+    server.stop()
+
+
+class Operator:
+    def __init__(self, cluster, s3: S3Server, config: dict, workdir: Path):
+        self.cluster, self.s3, self.workdir = cluster, s3, workdir
+        self.config_path = workdir / "operator.yaml"
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.metrics_port = free_port("127.0.0.1")
+        self.webhook_port = free_port("127.0.0.1")
+        self.liveness_port = free_port("127.0.0.1")
+        self.proc: subprocess.Popen | None = None
+        self.log_path = workdir / "operator.log"
+        self.starts = 0
+
+    def start(self) -> None:
+        env = dict(os.environ)
+        env.update(self.s3.env())
+        env["KUBECONFIG"] = self.cluster.kubeconfig
+        cmd = [sys.executable, "-m", "searchrun", "operator", "--config", str(self.config_path),
+               "--artifacts", f"s3://{BUCKET}", "--step-s3-endpoint-url", self.s3.endpoint_url,
+               "--metrics-port", str(self.metrics_port), "--metrics-addr", "127.0.0.1",
+               "--webhook-addr", "127.0.0.1", "--webhook-host", "127.0.0.1", "--webhook-port", str(self.webhook_port),
+               "--webhook-managed", "--liveness", f"http://127.0.0.1:{self.liveness_port}/healthz"]
+        self.starts += 1
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n===== start {self.starts} =====\n".encode())
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"operator exited: {self.log_tail()}"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.liveness_port}/healthz", timeout=1):
+                    pass
+                if self.cluster.kubectl("get", "validatingwebhookconfiguration", WEBHOOK_CONFIG, check=False).returncode == 0:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"operator not ready in 60s: {self.log_tail()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, as a crash."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+            return r.read().decode()
+
+    def log_tail(self, n: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+
+POLICY = {
+    "policy": {
+        "mode": "reject",
+        "clamp": ["maxParallel", "maxTokens"],
+        "caps": {"maxAgents": 5, "maxDepth": 3, "maxSteps": 60, "maxParallel": 4, "maxTokens": 150000, "maxCostUSD": 5},
+    },
+    "resyncSeconds": 5,
+}
+
+
+@pytest.fixture(scope="module")
+def operator(cluster, cluster_s3, tmp_path_factory):
+    cluster.kubectl("apply", "-f", str(REPO / "crds"))
+    cluster.kubectl("wait", "--for=condition=Established", "crd/searchruns.searchrun.dev", "--timeout=60s")
+    op = Operator(cluster, cluster_s3, POLICY, tmp_path_factory.mktemp("operator"))
+    op.start()
+    try:
+        yield op
+    finally:
+        op.stop()
+        # kopf leaves its managed webhook configurations behind; with failurePolicy Fail they
+        # would block SearchRuns once no operator answers.
+        for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
+            cluster.kubectl("delete", kind, WEBHOOK_CONFIG, "--ignore-not-found", check=False)
+
+
+@pytest.fixture
+def run_ns(cluster, namespace, cluster_s3):
+    """A namespace with the Secret step pods read their S3 credentials from."""
+    cluster.kubectl("-n", namespace, "create", "secret", "generic", "searchrun-s3",
+                    f"--from-literal=AWS_ACCESS_KEY_ID={cluster_s3.access_key}",
+                    f"--from-literal=AWS_SECRET_ACCESS_KEY={cluster_s3.secret_key}")
+    return namespace
+
+
+def manifest(path: Path, **spec_overrides) -> dict:
+    doc = yaml.safe_load(path.read_text())
+    for dotted, value in spec_overrides.items():
+        node = doc["spec"]
+        keys = dotted.split("__")
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+        node[keys[-1]] = value
+    return doc
+
+
+def apply(cluster, ns: str, doc: dict, check: bool = True) -> subprocess.CompletedProcess:
+    return cluster.kubectl("-n", ns, "apply", "-f", "-", input=yaml.safe_dump(doc), check=check)
+
+
+def get_run(cluster, ns: str, name: str) -> dict:
+    return cluster.kubectl_json("-n", ns, "get", "searchrun", name, "-o", "json")
+
+
+def wait_finished(cluster, ns: str, name: str, op: Operator, timeout: float = 300) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = get_run(cluster, ns, name)
+        if (run.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            return run
+        time.sleep(1)
+    run = get_run(cluster, ns, name)
+    pods = cluster.kubectl("-n", ns, "get", "pods,jobs", "-o", "wide", check=False).stdout
+    raise AssertionError(f"{name} not finished in {timeout}s: {json.dumps(run.get('status'), indent=1)[:3000]}\n{pods}\n{op.log_tail()}")
+
+
+def run_jobs(cluster, ns: str, uid: str) -> list[dict]:
+    return cluster.kubectl_json("-n", ns, "get", "jobs", "-l", f"searchrun.dev/run-uid={uid}", "-o", "json")["items"]
+
+
+def assert_jobs_match_lineage(cluster, ns: str, run: dict) -> None:
+    steps = [s for s in run["status"]["steps"] if s["phase"] != "Skipped"]
+    jobs = run_jobs(cluster, ns, run["metadata"]["uid"])
+    names = [j["metadata"]["name"] for j in jobs]
+    assert sorted(names) == sorted(s["job"] for s in steps), "one Job per step, and one step per Job"
+    for j in jobs:
+        owner = j["metadata"]["ownerReferences"][0]
+        assert owner["uid"] == run["metadata"]["uid"] and owner["kind"] == "SearchRun"
+        pod = j["spec"]["template"]["spec"]
+        assert pod["automountServiceAccountToken"] is False
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["containers"][0]["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+def assert_budgets_hold(run: dict) -> None:
+    b, st = run["spec"]["budget"], run["status"]
+    assert st["budgetUsed"]["steps"] <= b["maxSteps"]
+    assert st["maxDepthReached"] <= b["maxDepth"]
+    assert st["tokens"] <= b["maxTokens"]
+    assert st["costUSD"] <= b["maxCostUSD"]
+    assert st["budgetUsed"]["parallel"] <= b["maxParallel"]
+    traverse = [s for s in st["steps"] if s["type"] == "traverse_node"]
+    assert len([s for s in traverse if s["depth"] == 1]) <= b["maxAgents"]
+    docs = [s["doc"] for s in traverse]
+    assert len(docs) == len(set(docs)), "no document traversed twice"
+
+
+def s3_object(s3: S3Server, uri: str) -> bytes:
+    assert uri.startswith(f"s3://{BUCKET}/"), uri
+    return s3.client().get_object(Bucket=BUCKET, Key=uri[len(f"s3://{BUCKET}/"):])["Body"].read()
+
+
+def test_example_runs_complete_with_jobs_matching_lineage(cluster, operator, run_ns, cluster_s3):
+    apply(cluster, run_ns, manifest(EXAMPLES / "searchrun.yaml"))
+    apply(cluster, run_ns, manifest(EXAMPLES / "searchrun-simple.yaml"))
+    deep = wait_finished(cluster, run_ns, "quantum-ml", operator)
+    simple = wait_finished(cluster, run_ns, "what-is-bm25", operator)
+
+    for run in (deep, simple):
+        assert run["status"]["phase"] == "Succeeded", run["status"].get("message")
+        assert_jobs_match_lineage(cluster, run_ns, run)
+        assert_budgets_hold(run)
+        html = s3_object(cluster_s3, run["status"]["reportURI"]).decode()
+        assert run["spec"]["query"].split()[0] in html and "<svg" in html
+
+    assert deep["status"]["intent"] == "deep"
+    assert any(s["type"] == "traverse_node" and s["depth"] == 2 for s in deep["status"]["steps"])
+    assert any(s["type"] == "aggregate_results" for s in deep["status"]["steps"])
+    assert simple["status"]["intent"] == "simple"
+    assert [s["type"] for s in simple["status"]["steps"]] == ["detect_intent", "simple_search", "create_report"]
+
+    table = cluster.kubectl("-n", run_ns, "get", "sr").stdout
+    assert table.split()[:8] == ["NAME", "PHASE", "INTENT", "STEPS", "DEPTH", "TOKENS", "COST", "AGE"]
+    assert "quantum-ml" in table and "Succeeded" in table
+    story = cluster.kubectl("-n", run_ns, "describe", "sr", "quantum-ml").stdout
+    for reason in ("IntentDetected", "FanOut", "RunFinished"):
+        assert reason in story, story[-3000:]
+
+    m = operator.metrics()
+    assert 'searchrun_steps_created_total{step_type="traverse_node"}' in m
+    assert f'searchrun_tokens_total{{namespace="{run_ns}"}}' in m
+
+
+def test_admission_rejects_with_field_and_limit_and_clamps_with_warning(cluster, operator, run_ns):
+    over = manifest(EXAMPLES / "searchrun.yaml", budget__maxAgents=7)
+    over["metadata"]["name"] = "too-many-agents"
+    r = apply(cluster, run_ns, over, check=False)
+    assert r.returncode != 0
+    assert "spec.budget.maxAgents: 7 exceeds the cluster's limit of 5" in r.stderr
+
+    local = manifest(EXAMPLES / "searchrun.yaml", corpus__uri="/data/corpus.json")
+    local["metadata"]["name"] = "local-corpus"
+    r = apply(cluster, run_ns, local, check=False)
+    assert r.returncode != 0 and "spec.corpus.uri" in r.stderr
+
+    schema = manifest(EXAMPLES / "searchrun.yaml", budget__maxDepth=9)
+    schema["metadata"]["name"] = "too-deep"
+    r = apply(cluster, run_ns, schema, check=False)
+    assert r.returncode != 0 and "spec.budget.maxDepth" in r.stderr and "5" in r.stderr
+
+    clamped = manifest(EXAMPLES / "searchrun-simple.yaml", budget__maxParallel=50)
+    clamped["metadata"]["name"] = "clamped"
+    r = apply(cluster, run_ns, clamped)
+    assert "spec.budget.maxParallel clamped from 50 to 4" in r.stderr
+    assert get_run(cluster, run_ns, "clamped")["spec"]["budget"]["maxParallel"] == 4
+
+    r = cluster.kubectl("-n", run_ns, "patch", "sr", "clamped", "--type", "merge", "-p", '{"spec":{"query":"something else"}}', check=False)
+    assert r.returncode != 0 and "immutable" in r.stderr
+    assert 'searchrun_admission_rejections_total{reason="cap"}' in operator.metrics()
+    wait_finished(cluster, run_ns, "clamped", operator)
+
+
+def test_operator_killed_mid_fanout_resumes_without_duplicate_jobs(cluster, operator, run_ns):
+    doc = manifest(EXAMPLES / "searchrun.yaml", budget__maxParallel=2)
+    apply(cluster, run_ns, doc)
+    deadline = time.monotonic() + 180
+    uid = None
+    while time.monotonic() < deadline:
+        run = get_run(cluster, run_ns, "quantum-ml")
+        uid = run["metadata"]["uid"]
+        if any(s["type"] == "traverse_node" and s["phase"] == "Running" for s in (run.get("status") or {}).get("steps", [])):
+            break
+        time.sleep(0.3)
+    else:
+        raise AssertionError(f"no traversal started: {operator.log_tail()}")
+    operator.kill()
+    time.sleep(3)  # Jobs finish while nobody watches
+    operator.start()
+    run = wait_finished(cluster, run_ns, "quantum-ml", operator)
+    assert run["status"]["phase"] == "Succeeded", run["status"].get("message")
+    assert_jobs_match_lineage(cluster, run_ns, run)
+    assert all(s["phase"] in ("Succeeded", "Skipped") for s in run["status"]["steps"])
+    assert len(run_jobs(cluster, run_ns, uid)) == len([s for s in run["status"]["steps"] if s["phase"] != "Skipped"])
+
+
+def test_failing_step_is_retried_then_the_run_fails_with_the_reason(cluster, operator, run_ns, cluster_s3):
+    key = f"corpora/{uuid.uuid4().hex}.json"
+    cluster_s3.client().put_object(Bucket=BUCKET, Key=key, Body=b'{"documents": {"a": ')  # truncated JSON
+    doc = manifest(EXAMPLES / "searchrun-simple.yaml", corpus__uri=f"s3://{BUCKET}/{key}", steps__retries=1)
+    apply(cluster, run_ns, doc)
+    run = wait_finished(cluster, run_ns, "what-is-bm25", operator)
+    st = run["status"]
+    assert st["phase"] == "Failed"
+    steps = {s["id"]: s for s in st["steps"]}
+    assert steps["detect"]["phase"] == "Failed" and steps["detect"]["attempts"] == 2
+    assert st["fallback"] == "detect_intent failed"
+    assert steps["simple"]["phase"] == "Failed"
+    assert "simple_search failed" in st["message"] and "JSON" in st["message"]
+    jobs = {j["metadata"]["labels"]["searchrun.dev/step-id"]: j for j in run_jobs(cluster, run_ns, run["metadata"]["uid"])}
+    assert jobs["detect"]["status"]["failed"] == 2, "backoffLimit 1: two pods"
+    story = cluster.kubectl("-n", run_ns, "describe", "sr", "what-is-bm25").stdout
+    assert "StepFailed" in story and "FallbackToSimple" in story
