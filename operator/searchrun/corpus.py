@@ -419,7 +419,7 @@ def _read_builtin(name: str) -> Corpus:
     from importlib import resources
 
     try:
-        data = resources.files("searchrun").joinpath("data", fname).read_bytes()
+        data = (resources.files("searchrun") / "data" / fname).read_bytes()
     except (OSError, ModuleNotFoundError) as e:
         raise CorpusError(f"corpus builtin:{name}: not installed with the package ({e})") from None
     return parse_corpus(data, f"builtin:{name}")

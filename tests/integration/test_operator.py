@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
 BUCKET = "searchrun"
 WEBHOOK_CONFIG = "searchrun.dev"
+NS_PREFIX = "srop-"  # the operator under test watches only these namespaces
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,8 @@ class Operator:
                "--artifacts", f"s3://{BUCKET}", "--step-s3-endpoint-url", self.s3.endpoint_url,
                "--metrics-port", str(self.metrics_port), "--metrics-addr", "127.0.0.1",
                "--webhook-addr", "127.0.0.1", "--webhook-host", "127.0.0.1", "--webhook-port", str(self.webhook_port),
-               "--webhook-managed", "--liveness", f"http://127.0.0.1:{self.liveness_port}/healthz"]
+               "--webhook-managed", "--liveness", f"http://127.0.0.1:{self.liveness_port}/healthz",
+               "--namespace", f"{NS_PREFIX}*"]
         self.starts += 1
         with open(self.log_path, "ab") as log:
             log.write(f"\n===== start {self.starts} =====\n".encode())
@@ -133,12 +135,15 @@ def operator(cluster, cluster_s3, tmp_path_factory):
 
 
 @pytest.fixture
-def run_ns(cluster, namespace, cluster_s3):
-    """A namespace with the Secret step pods read their S3 credentials from."""
+def run_ns(cluster, cluster_s3):
+    """A fresh namespace with the Secret step pods read their S3 credentials from."""
+    namespace = f"{NS_PREFIX}{uuid.uuid4().hex[:8]}"
+    cluster.kubectl("create", "namespace", namespace)
     cluster.kubectl("-n", namespace, "create", "secret", "generic", "searchrun-s3",
                     f"--from-literal=AWS_ACCESS_KEY_ID={cluster_s3.access_key}",
                     f"--from-literal=AWS_SECRET_ACCESS_KEY={cluster_s3.secret_key}")
-    return namespace
+    yield namespace
+    cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
 def manifest(path: Path, **spec_overrides) -> dict:
@@ -157,7 +162,7 @@ def apply(cluster, ns: str, doc: dict, check: bool = True) -> subprocess.Complet
 
 
 def get_run(cluster, ns: str, name: str) -> dict:
-    return cluster.kubectl_json("-n", ns, "get", "searchrun", name, "-o", "json")
+    return cluster.kubectl_json("-n", ns, "get", "searchrun", name)
 
 
 def wait_finished(cluster, ns: str, name: str, op: Operator, timeout: float = 300) -> dict:
@@ -173,7 +178,7 @@ def wait_finished(cluster, ns: str, name: str, op: Operator, timeout: float = 30
 
 
 def run_jobs(cluster, ns: str, uid: str) -> list[dict]:
-    return cluster.kubectl_json("-n", ns, "get", "jobs", "-l", f"searchrun.dev/run-uid={uid}", "-o", "json")["items"]
+    return cluster.kubectl_json("-n", ns, "get", "jobs", "-l", f"searchrun.dev/run-uid={uid}")["items"]
 
 
 def assert_jobs_match_lineage(cluster, ns: str, run: dict) -> None:

@@ -53,6 +53,12 @@ STOPWORDS = frozenset(
     whom why will with would you your yours yourself yourselves get got let may might must shall
     one ones use used using via vs versus us many much
     """.split()
+) | frozenset(
+    # question framing: signals deep intent, but says nothing about which documents are relevant
+    """
+    compare compares compared comparing comparison explain explains explained relationship
+    relationships relation relations relate relates related tell describe describes
+    """.split()
 )
 
 DEEP_CUES = frozenset(
@@ -352,7 +358,12 @@ class OfflineAgent:
         toks = words(text)
         terms = query_terms(text)
         cues = [w for w in dict.fromkeys(toks) if w in DEEP_CUES]
-        shown = ", ".join(terms[:8]) + (", ..." if len(terms) > 8 else "")
+        surface: dict[str, str] = {}
+        for w in toks:  # show the query's own words, not their stems
+            t = _term(w)
+            if t is not None:
+                surface.setdefault(t, w)
+        shown = ", ".join(surface[t] for t in terms[:8]) + (", ..." if len(terms) > 8 else "") if terms else "none"
         n = len(terms)
         plural = "s" if n != 1 else ""
         if cues or n > MAX_CONTENT_TERMS_SIMPLE:

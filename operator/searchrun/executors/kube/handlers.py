@@ -98,7 +98,9 @@ def startup(settings: kopf.OperatorSettings, **_) -> None:
     if not STATE.metrics_started:
         metrics.serve(cfg.metricsPort, cfg.metricsAddr)
         STATE.metrics_started = True
-    STATE.cache = JobCache(STATE.api_client, cfg.namespaces, _wake)
+    # kopf accepts globs (``team-*``); the Job watch then covers all namespaces (its label selector still applies).
+    exact = [] if any(ch in ns for ns in cfg.namespaces for ch in "*?[!") else cfg.namespaces
+    STATE.cache = JobCache(STATE.api_client, exact, _wake)
     STATE.cache.start()
 
 
