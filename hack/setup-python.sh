@@ -13,5 +13,5 @@ fi
 echo "[setup-python] installing pinned dependencies into $VENV" >&2
 "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade "pip>=23" >&2
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check -c "$REPO/constraints.txt" -e "$REPO[test]" >&2
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -c "$REPO/constraints.txt" -e "${REPO}[test]" >&2
 echo "$want" > "$STAMP"
