@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 
@@ -51,8 +50,8 @@ def main(argv: list[str]) -> int:
         print(f"error: operator configuration: {e}", file=sys.stderr)
         return 2
     handlers.configure(cfg)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # kopf.configure() puts its own handler on the root logger (searchrun.* loggers included);
+    # a logging.basicConfig() handler beside it would print every line twice.
     kopf.configure(verbose=args.verbose)
     kopf.run(standalone=True, clusterwide=not cfg.namespaces, namespaces=cfg.namespaces or (),
              liveness_endpoint=args.liveness or None)
