@@ -313,3 +313,21 @@ def test_failing_step_is_retried_then_the_run_fails_with_the_reason(cluster, ope
     assert jobs["detect"]["status"]["failed"] == 2, "backoffLimit 1: two pods"
     story = cluster.kubectl("-n", run_ns, "describe", "sr", "what-is-bm25").stdout
     assert "StepFailed" in story and "FallbackToSimple" in story
+
+
+def test_deleting_a_run_deletes_its_jobs_and_pods_but_keeps_artifacts(cluster, operator, run_ns, cluster_s3):
+    apply(cluster, run_ns, manifest(EXAMPLES / "searchrun-simple.yaml"))
+    run = wait_finished(cluster, run_ns, "what-is-bm25", operator)
+    uid = run["metadata"]["uid"]
+    assert run_jobs(cluster, run_ns, uid)
+    cluster.kubectl("-n", run_ns, "delete", "sr", "what-is-bm25", "--wait=true", "--timeout=60s")
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        jobs = run_jobs(cluster, run_ns, uid)
+        pods = cluster.kubectl_json("-n", run_ns, "get", "pods", "-l", f"searchrun.dev/run-uid={uid}")["items"]
+        if not jobs and not pods:
+            break
+        time.sleep(1)
+    else:
+        raise AssertionError(f"Jobs or pods survived their SearchRun: {[j['metadata']['name'] for j in jobs]}")
+    assert s3_object(cluster_s3, run["status"]["reportURI"]), "artifacts stay unless the run asked for cleanup"

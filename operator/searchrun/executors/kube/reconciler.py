@@ -73,6 +73,19 @@ def _duration(job: dict) -> Optional[float]:
     return max(0.0, (f(end) - f(start)).total_seconds())
 
 
+def restore_status(raw_status: dict, read_uri) -> tuple[Optional[SearchRunStatus], bool]:
+    """The run's status as the engine needs it: when the lineage was offloaded, status holds
+    only the frontier and the store holds it all (it is written before every status patch)."""
+    known = {k: v for k, v in (raw_status or {}).items() if k in SearchRunStatus.model_fields}
+    if not known:
+        return None, False
+    status = SearchRunStatus.model_validate(known)
+    if status.lineageURI and read_uri is not None:
+        doc = json.loads(read_uri(status.lineageURI))
+        return SearchRunStatus.model_validate(doc["status"]), True
+    return status, False
+
+
 class RunReconciler:
     def __init__(self, api_client: client.ApiClient, cache, config: OperatorConfig, namespace: str, name: str, uid: str,
                  events: EventSink, clock=lambda: datetime.now(timezone.utc)):
@@ -107,26 +120,20 @@ class RunReconciler:
         if obj["metadata"]["uid"] != self.uid:
             return False
         raw_status = obj.get("status") or {}
-        known = {k: v for k, v in raw_status.items() if k in SearchRunStatus.model_fields}
         try:
             self.spec = SearchRunSpec.model_validate(obj.get("spec") or {})
         except Exception as e:
             self.spec = None
-            self.status = SearchRunStatus.model_validate(known) if known else SearchRunStatus()
+            self.status, _ = restore_status(raw_status, read_uri=None)
+            self.status = self.status or SearchRunStatus()
             if self.status.phase not in ("Succeeded", "Failed"):
                 self._fail_invalid(str(e))
             return True
-        from ...artifacts import open_store
+        from ...artifacts import open_store, read_uri
 
         self.store_uri = self.spec.artifacts.uri or self.config.artifacts
         self.store = open_store(self.store_uri)
-        self.status = SearchRunStatus.model_validate(known) if known else None
-        if self.status is not None and self.status.lineageURI and not self.status.steps:
-            from ...artifacts import read_uri
-
-            doc = json.loads(read_uri(self.status.lineageURI))
-            self.status = SearchRunStatus.model_validate(doc["status"])
-            self.offloaded = True
+        self.status, self.offloaded = restore_status(raw_status, read_uri)
         return True
 
     def _fail_invalid(self, why: str) -> None:
