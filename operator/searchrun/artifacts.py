@@ -30,7 +30,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 __all__ = [
@@ -365,6 +365,21 @@ def s3_client_from_env(**overrides: Any):
     return boto3.session.Session().client("s3", **kw)
 
 
+_shared_client: Any = None
+_shared_client_key: Any = None
+
+
+def shared_s3_client():
+    """One client per process for the current environment: creating a boto3 client costs
+    ~100 ms and ~15 MiB, and clients are thread-safe."""
+    global _shared_client, _shared_client_key
+    key = tuple(os.environ.get(k) for k in (ENDPOINT_ENV, "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION",
+                                            "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"))
+    if _shared_client is None or key != _shared_client_key:
+        _shared_client, _shared_client_key = s3_client_from_env(), key
+    return _shared_client
+
+
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
 
@@ -408,7 +423,7 @@ class S3Store(ArtifactStore):
     @property
     def client(self):
         if self._client is None:
-            self._client = s3_client_from_env()
+            self._client = shared_s3_client()
         return self._client
 
     def _full(self, key: str) -> str:

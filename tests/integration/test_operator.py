@@ -7,19 +7,16 @@ Jobs run as real pods on the cluster's kubelet and write to the S3 server over H
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 
+from support.operator_process import Operator
 from support.s3server import S3Server, free_port
 
 pytestmark = [pytest.mark.cluster, pytest.mark.s3]
@@ -27,7 +24,6 @@ pytestmark = [pytest.mark.cluster, pytest.mark.s3]
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
 BUCKET = "searchrun"
-WEBHOOK_CONFIG = "searchrun.dev"
 NS_PREFIX = "srop-"  # the operator under test watches only these namespaces
 
 
@@ -41,71 +37,6 @@ def cluster_s3(cluster):
     server.client().create_bucket(Bucket=BUCKET)
     yield server
     server.stop()
-
-
-class Operator:
-    def __init__(self, cluster, s3: S3Server, config: dict, workdir: Path):
-        self.cluster, self.s3, self.workdir = cluster, s3, workdir
-        self.config_path = workdir / "operator.yaml"
-        self.config_path.write_text(yaml.safe_dump(config))
-        self.metrics_port = free_port("127.0.0.1")
-        self.webhook_port = free_port("127.0.0.1")
-        self.liveness_port = free_port("127.0.0.1")
-        self.proc: subprocess.Popen | None = None
-        self.log_path = workdir / "operator.log"
-        self.starts = 0
-
-    def start(self) -> None:
-        env = dict(os.environ)
-        env.update(self.s3.env())
-        env["KUBECONFIG"] = self.cluster.kubeconfig
-        cmd = [sys.executable, "-m", "searchrun", "operator", "--config", str(self.config_path),
-               "--artifacts", f"s3://{BUCKET}", "--step-s3-endpoint-url", self.s3.endpoint_url,
-               "--metrics-port", str(self.metrics_port), "--metrics-addr", "127.0.0.1",
-               "--webhook-addr", "127.0.0.1", "--webhook-host", "127.0.0.1", "--webhook-port", str(self.webhook_port),
-               "--webhook-managed", "--liveness", f"http://127.0.0.1:{self.liveness_port}/healthz",
-               "--namespace", f"{NS_PREFIX}*"]
-        self.starts += 1
-        with open(self.log_path, "ab") as log:
-            log.write(f"\n===== start {self.starts} =====\n".encode())
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"operator exited: {self.log_tail()}"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.liveness_port}/healthz", timeout=1):
-                    pass
-                if self.cluster.kubectl("get", "validatingwebhookconfiguration", WEBHOOK_CONFIG, check=False).returncode == 0:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.3)
-        raise AssertionError(f"operator not ready in 60s: {self.log_tail()}")
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup, as a crash."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-    def metrics(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
-            return r.read().decode()
-
-    def log_tail(self, n: int = 4000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-n:]
-        except OSError:
-            return ""
 
 
 POLICY = {
@@ -122,16 +53,13 @@ POLICY = {
 def operator(cluster, cluster_s3, tmp_path_factory):
     cluster.kubectl("apply", "-f", str(REPO / "crds"))
     cluster.kubectl("wait", "--for=condition=Established", "crd/searchruns.searchrun.dev", "--timeout=60s")
-    op = Operator(cluster, cluster_s3, POLICY, tmp_path_factory.mktemp("operator"))
+    op = Operator(cluster, cluster_s3, POLICY, tmp_path_factory.mktemp("operator"), namespaces=f"{NS_PREFIX}*", bucket=BUCKET)
     op.start()
     try:
         yield op
     finally:
         op.stop()
-        # kopf leaves its managed webhook configurations behind; with failurePolicy Fail they
-        # would block SearchRuns once no operator answers.
-        for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
-            cluster.kubectl("delete", kind, WEBHOOK_CONFIG, "--ignore-not-found", check=False)
+        op.delete_webhook_configurations()
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """Past a size threshold the lineage moves to the artifact store and status keeps a summary."""
 
 import json
-from datetime import datetime, timezone
 
 from searchrun.api import SearchRunSpec
 from searchrun.artifacts import open_store, read_uri

@@ -16,14 +16,12 @@ from kubernetes import client, config as kconfig
 from kubernetes.client.rest import ApiException
 
 from ... import metrics
-from ...admission import review
 from ...api import GROUP, PLURAL, VERSION
 from .config import OperatorConfig
 from .jobwatch import JobCache
 from .reconciler import EventSink, RunReconciler, forget_run
 
 log = logging.getLogger("searchrun.operator")
-TERMINAL = ("Succeeded", "Failed")
 
 
 class _State:
@@ -110,11 +108,7 @@ def cleanup(**_) -> None:
         STATE.cache.stop()
 
 
-def _not_finished(status, **_) -> bool:
-    return (status or {}).get("phase") not in TERMINAL
-
-
-@kopf.daemon(GROUP, VERSION, PLURAL, id="reconcile", cancellation_timeout=10, when=_not_finished)
+@kopf.daemon(GROUP, VERSION, PLURAL, id="reconcile", cancellation_timeout=10)
 async def run_daemon(stopped, name, namespace, uid, logger, **_) -> None:
     cfg = STATE.config
     loop = asyncio.get_running_loop()
@@ -122,6 +116,7 @@ async def run_daemon(stopped, name, namespace, uid, logger, **_) -> None:
     STATE.wakers[uid] = (loop, wake)
     r = RunReconciler(STATE.api_client, STATE.cache, cfg, namespace, name, uid, KopfEvents())
     backoff = 1.0
+    # A finished run's daemon returns at once (after a restart, kopf starts one per object).
     try:
         while not stopped:
             try:
@@ -181,26 +176,3 @@ def on_delete(spec, uid, namespace, name, logger, **_) -> None:
         logger.info(f"deleted {n} artifact(s) of {namespace}/{name}")
     except Exception as e:
         logger.warning(f"could not delete artifacts: {e}")
-
-
-@kopf.on.validate(GROUP, VERSION, PLURAL, id="validate", operations=["CREATE", "UPDATE"])
-def validate(spec, old, operation, warnings, subresource=None, **_) -> None:
-    if subresource:
-        return
-    old_spec = (old or {}).get("spec") if operation == "UPDATE" else None
-    verdict = review(dict(spec or {}), STATE.config.policy, old_spec=dict(old_spec) if old_spec is not None else None)
-    if not verdict.allowed:
-        metrics.ADMISSION_REJECTIONS.labels(reason=verdict.reason).inc()
-        raise kopf.AdmissionError(verdict.message, code=422)
-
-
-@kopf.on.mutate(GROUP, VERSION, PLURAL, id="defaults", operations=["CREATE"])
-def mutate(spec, patch, warnings, **_) -> None:
-    verdict = review(dict(spec or {}), STATE.config.policy, clamp=True)
-    if not verdict.allowed:
-        return  # the validating webhook rejects it with the reason
-    if verdict.spec != dict(spec or {}):
-        patch["spec"] = verdict.spec
-    if verdict.warnings:
-        metrics.ADMISSION_CLAMPS.inc()
-        warnings.extend(verdict.warnings)

@@ -50,6 +50,8 @@ def main(argv: list[str]) -> int:
         print(f"error: operator configuration: {e}", file=sys.stderr)
         return 2
     handlers.configure(cfg)
+    if cfg.webhooks:
+        from . import webhooks  # noqa: F401  (registers the admission handlers)
     # kopf.configure() puts its own handler on the root logger (searchrun.* loggers included);
     # a logging.basicConfig() handler beside it would print every line twice.
     kopf.configure(verbose=args.verbose)

@@ -73,6 +73,20 @@ def _duration(job: dict) -> Optional[float]:
     return max(0.0, (f(end) - f(start)).total_seconds())
 
 
+_STORES: dict = {}
+_stores_lock = threading.Lock()
+
+
+def shared_store(uri: str):
+    """One store (and one boto3 client, ~15 MiB) per URI for all runs, not one per run."""
+    from ...artifacts import open_store
+
+    with _stores_lock:
+        if uri not in _STORES:
+            _STORES[uri] = open_store(uri)
+        return _STORES[uri]
+
+
 def restore_status(raw_status: dict, read_uri) -> tuple[Optional[SearchRunStatus], bool]:
     """The run's status as the engine needs it: when the lineage was offloaded, status holds
     only the frontier and the store holds it all (it is written before every status patch)."""
@@ -129,10 +143,10 @@ class RunReconciler:
             if self.status.phase not in ("Succeeded", "Failed"):
                 self._fail_invalid(str(e))
             return True
-        from ...artifacts import open_store, read_uri
+        from ...artifacts import read_uri
 
         self.store_uri = self.spec.artifacts.uri or self.config.artifacts
-        self.store = open_store(self.store_uri)
+        self.store = shared_store(self.store_uri)
         self.status, self.offloaded = restore_status(raw_status, read_uri)
         return True
 
