@@ -25,6 +25,7 @@ class OperatorConfig(BaseModel):
     stepServiceAccount: Optional[str] = None
     lineageOffloadBytes: int = Field(default=262144, ge=4096, description="past this, the full lineage moves to the artifact store")
     resyncSeconds: float = Field(default=30.0, gt=0)
+    resultWaitSeconds: float = Field(default=180.0, gt=0, description="how long a finished step's unreadable result is waited for")
     metricsPort: int = 8080
     metricsAddr: str = "0.0.0.0"
     webhookPort: int = 9443

@@ -119,6 +119,7 @@ class RunReconciler:
         self.last_patch: Optional[dict] = None
         self.results: dict[str, dict] = {}       # step id -> result.json, read once
         self.create_errors: dict[str, str] = {}  # step id -> why the API refused its Job
+        self.unreadable_since: dict[str, float] = {}  # step id -> when its result was first missed
         self.offloaded = False
 
     # -- loading
@@ -194,9 +195,15 @@ class RunReconciler:
             state = job_state(job)
             result = self._result(sid, running[sid].attempts or 1) if state == "succeeded" else None
             if state == "succeeded" and result is None:
-                # The Job is complete but its result is not readable yet (S3 down?): keep waiting.
-                obs[sid] = Observation(sid, running[sid].attempts, "running")
+                # The Job is complete but its result is not readable (S3 down?): wait, within bounds.
+                first = self.unreadable_since.setdefault(sid, time.monotonic())
+                if time.monotonic() - first < self.config.resultWaitSeconds:
+                    obs[sid] = Observation(sid, running[sid].attempts, "running")
+                    continue
+                obs[sid] = Observation(sid, running[sid].attempts, "failed", final=True,
+                                       message=f"the step's result.json could not be read for {self.config.resultWaitSeconds:g}s")
                 continue
+            self.unreadable_since.pop(sid, None)
             msg = self._pod_error(job["metadata"]["name"]) if state == "failed" else ""
             obs[sid] = observe_job(job, result, msg)
         for sid, why in list(self.create_errors.items()):
