@@ -25,8 +25,19 @@ DECISION_SECONDS = Histogram("searchrun_engine_decision_seconds", "Time the engi
 RECONCILE_SECONDS = Histogram("searchrun_reconcile_seconds", "Time of one reconcile of a run, API calls included.",
                               buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5), registry=REGISTRY)
 
+# Every labelled series exists from the start at 0, so that increase() sees the first event.
 for phase in ("Pending", "Running", "Succeeded", "Failed"):
     RUNS.labels(phase=phase).set(0)
+_STEP_TYPES = ("detect_intent", "simple_search", "plan_search", "traverse_node", "aggregate_results", "create_report")
+for _t in _STEP_TYPES:
+    STEPS_CREATED.labels(step_type=_t)
+    STEP_DURATION.labels(step_type=_t)
+    for _o in ("succeeded", "failed"):
+        STEPS_FINISHED.labels(step_type=_t, outcome=_o)
+for _b in ("maxAgents", "maxDepth", "maxFanoutPerNode", "maxSteps", "maxParallel", "maxTokens", "maxCostUSD", "deadlineSeconds"):
+    BUDGET_EXHAUSTED.labels(budget=_b)
+for _r in ("invalid", "cap", "corpus", "agent", "immutable"):
+    ADMISSION_REJECTIONS.labels(reason=_r)
 
 
 def serve(port: int, addr: str = "0.0.0.0") -> None:

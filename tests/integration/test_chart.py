@@ -263,6 +263,15 @@ def test_rendered_config_is_what_the_operator_accepts(case):
     assert cfg.stepS3EndpointURL == (s3.get("stepEndpointURL") or s3.get("endpointURL") or None)
     assert cfg.stepS3Secret == (s3.get("existingSecret", "searchrun-s3") or None)
 
+    # every OperatorConfig field comes from a value, except those the chart sets otherwise:
+    # namespaces (as -n flags) and webhookHost (only for kopf's self-managed configurations)
+    assert set(OperatorConfig.model_fields) - set(raw) <= {"namespaces", "webhookHost", "stepImage", "stepPodTemplate",
+                                                          "stepServiceAccount", "stepS3EndpointURL"}, (
+        f"OperatorConfig fields the chart doesn't set: {set(OperatorConfig.model_fields) - set(raw)}")
+    if case == "all-options":
+        assert set(OperatorConfig.model_fields) - set(raw) == {"namespaces", "webhookHost"}
+        assert cfg.stepPodTemplate.model_dump() == values["operator"]["stepPodTemplate"]
+
     dep = one(docs, "Deployment")
     pod = dep["spec"]["template"]["spec"]
     (c,) = pod["containers"]
@@ -367,11 +376,11 @@ def test_webhooks_point_at_the_chart_service_with_its_ca():
         (rule,) = wh["rules"]
         assert (rule["apiGroups"], rule["apiVersions"], rule["resources"]) == (["searchrun.dev"], ["v1alpha1"], ["searchruns"])
         paths[kind] = (cc["service"]["path"], rule["operations"])
-    # kopf serves a handler at /<handler id>: handlers.py registers id="validate" and id="defaults"
+    # kopf serves a handler at /<handler id>: webhooks.py registers id="validate" and id="defaults"
     assert paths == {"ValidatingWebhookConfiguration": ("/validate", ["CREATE", "UPDATE"]),
                      "MutatingWebhookConfiguration": ("/defaults", ["CREATE"])}
-    handlers = (REPO / "operator" / "searchrun" / "executors" / "kube" / "handlers.py").read_text()
-    assert 'id="validate"' in handlers and 'id="defaults"' in handlers
+    kube = "".join(p.read_text() for p in (REPO / "operator" / "searchrun" / "executors" / "kube").glob("*.py"))
+    assert re.search(r'@kopf\.on\.validate\([^)]*id="validate"', kube) and re.search(r'@kopf\.on\.mutate\([^)]*id="defaults"', kube)
 
     # the serving certificate is signed by that CA, for the Service's DNS names
     from cryptography import x509

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...admission import Policy
+
+
+class StepPodTemplate(BaseModel):
+    """Scheduling fields copied into every step pod: where step pods may run (e.g. a node pool,
+    or the simulated kwok nodes of bench/bench_scale.py). Nothing else of the pod is configurable."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    nodeSelector: dict[str, str] = Field(default_factory=dict, description="the pod's spec.nodeSelector")
+    tolerations: list[dict[str, Any]] = Field(default_factory=list, description="the pod's spec.tolerations (Kubernetes Toleration objects)")
 
 
 class OperatorConfig(BaseModel):
@@ -23,6 +33,7 @@ class OperatorConfig(BaseModel):
     stepS3Secret: Optional[str] = Field(default="searchrun-s3", description="Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
     stepImage: Optional[str] = Field(default=None, description="override the image of every step (else spec.steps.image)")
     stepServiceAccount: Optional[str] = None
+    stepPodTemplate: StepPodTemplate = Field(default_factory=StepPodTemplate, description="nodeSelector and tolerations of step pods")
     lineageOffloadBytes: int = Field(default=262144, ge=4096, description="past this, the full lineage moves to the artifact store")
     resyncSeconds: float = Field(default=30.0, gt=0)
     resultWaitSeconds: float = Field(default=180.0, gt=0, description="how long a finished step's unreadable result is waited for")

@@ -67,6 +67,11 @@ def build_job(action: StartStep, run_name: str, namespace: str, run_uid: str, sp
     }
     if config.stepServiceAccount:
         pod_spec["serviceAccountName"] = config.stepServiceAccount
+    placement = config.stepPodTemplate
+    if placement.nodeSelector:
+        pod_spec["nodeSelector"] = dict(placement.nodeSelector)
+    if placement.tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in placement.tolerations]
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

@@ -63,10 +63,11 @@ def forget_run(uid: str) -> None:
 def _duration(job: dict) -> Optional[float]:
     st = job.get("status") or {}
     start, end = st.get("startTime"), st.get("completionTime")
-    if not end:
+    if not end:  # Kubernetes >= 1.31 sets SuccessCriteriaMet / FailureTarget before completionTime
         for c in st.get("conditions") or []:
-            if c.get("type") == "Failed":
+            if c.get("status") == "True" and c.get("type") in ("SuccessCriteriaMet", "Complete", "FailureTarget", "Failed"):
                 end = c.get("lastTransitionTime")
+                break
     if not (start and end):
         return None
     f = lambda s: datetime.fromisoformat(str(s).replace("Z", "+00:00"))
