@@ -9,7 +9,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 hack/setup-python.sh
-if [[ -x hack/prometheus/install.sh ]]; then hack/prometheus/install.sh; fi
+if [[ -x hack/prometheus/install.sh ]]; then hack/prometheus/install.sh >/dev/null; fi
 set +e
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
 rc=$?

@@ -419,7 +419,7 @@ class _Planner:
                 self.st.answers = r.answers
             s.message = None
             self.set_phase(s, StepPhase.Succeeded)
-            self.events.append(Event("StepSucceeded", f"{s.type} {s.id} succeeded" + (f": {s.decision}" if s.decision else "")))
+            # No event per successful step: events are for milestones (a 1,000-step run would post 1,000).
             return
         # failed
         retries = self.spec.steps.retries
