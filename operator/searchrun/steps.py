@@ -121,13 +121,13 @@ def run_step(ctx: StepContext) -> StepResult:
     if step_type == StepType.detect_intent.value:
         agent = _agent(ctx, _corpus(ctx))
         intent, reason, usage = agent.detect_intent(ctx.query, allowance)
-        uri = store.put_json(out_key, {**base, "intent": intent, "reason": reason, "tokens": usage.tokens})
+        uri = _put_output(store, out_key, {**base, "intent": intent, "reason": reason, "tokens": usage.tokens})
         return StepResult(tokens=usage.tokens, costUSD=_cost(ctx, usage), output=uri, intent=intent, decision=reason[:120])
 
     if step_type == StepType.plan_search.value:
         corpus = _corpus(ctx)
         seeds, usage = _agent(ctx, corpus).plan_seeds(ctx.query, k, allowance)
-        uri = store.put_json(out_key, {**base, "seeds": [_doc_brief(corpus, d) for d in seeds], "tokens": usage.tokens})
+        uri = _put_output(store, out_key, {**base, "seeds": [_doc_brief(corpus, d) for d in seeds], "tokens": usage.tokens})
         return StepResult(tokens=usage.tokens, costUSD=_cost(ctx, usage), output=uri, seeds=tuple(seeds),
                           decision=f"{len(seeds)} seed(s)")
 
@@ -139,7 +139,7 @@ def run_step(ctx: StepContext) -> StepResult:
         d = _agent(ctx, corpus).traverse(ctx.query, doc, k, allowance)
         nxt = [c for c in d.next if corpus.get(c) is not None][: 2 * k]
         title = corpus.get(doc).title
-        uri = store.put_json(out_key, {**base, "doc": doc, "title": title, "found": d.found, "score": round(d.score, 4),
+        uri = _put_output(store, out_key, {**base, "doc": doc, "title": title, "found": d.found, "score": round(d.score, 4),
                                        "snippet": d.snippet, "next": nxt, "reason": d.reason, "tokens": d.usage.tokens})
         if d.found:
             decision = f"found ({d.score:.2f})"
@@ -154,7 +154,7 @@ def run_step(ctx: StepContext) -> StepResult:
         hits, usage = _agent(ctx, corpus).simple_search(ctx.query, 5, allowance)
         answers = [{"docId": h.doc_id, "title": corpus.get(h.doc_id).title if corpus.get(h.doc_id) else "",
                     "score": round(h.score, 4), "snippet": h.snippet, "stepId": step_id, "depth": 0} for h in hits]
-        uri = store.put_json(out_key, {**base, "answers": answers, "tokens": usage.tokens})
+        uri = _put_output(store, out_key, {**base, "answers": answers, "tokens": usage.tokens})
         return StepResult(tokens=usage.tokens, costUSD=_cost(ctx, usage), output=uri, found=bool(answers),
                           answers=len(answers), decision=f"{len(answers)} answer(s)")
 
@@ -169,7 +169,7 @@ def run_step(ctx: StepContext) -> StepResult:
             if a["docId"] not in best or a["score"] > best[a["docId"]]["score"]:
                 best[a["docId"]] = a
         answers = sorted(best.values(), key=lambda a: (-a["score"], a["docId"]))
-        uri = store.put_json(out_key, {**base, "answers": answers})
+        uri = _put_output(store, out_key, {**base, "answers": answers})
         return StepResult(output=uri, found=bool(answers), answers=len(answers), decision=f"{len(answers)} answer(s)")
 
     if step_type == StepType.create_report.value:
@@ -183,10 +183,16 @@ def run_step(ctx: StepContext) -> StepResult:
         data = report_data(lineage, answers, corpus)
         store.put_json(run_key(ctx.run_uid, REPORT_JSON), data, overwrite=True)
         uri = store.put_bytes(run_key(ctx.run_uid, REPORT_HTML), render_report(data).encode(), content_type="text/html", overwrite=True)
-        store.put_json(out_key, {**base, "report": uri, "answers": len(answers)})
+        _put_output(store, out_key, {**base, "report": uri, "answers": len(answers)})
         return StepResult(output=uri, answers=len(answers), decision=f"report with {len(answers)} answer(s)")
 
     raise StepError(f"unknown step type {step_type!r}")
+
+
+def _put_output(store, key: str, obj: dict) -> str:
+    """A step's output may be rewritten by a retried pod of the same Job; its result.json,
+    written last and once, is the commit that the engine reads."""
+    return store.put_json(key, obj, overwrite=True)
 
 
 def _read_json(read_uri, uri: str) -> dict:
@@ -244,6 +250,15 @@ def _write_result(path: Optional[str], payload: dict) -> None:
         pass
 
 
+def _committed_result(ctx: StepContext) -> Optional[dict]:
+    from .artifacts import ArtifactNotFound, step_key
+
+    try:
+        return _store(ctx).get_json(step_key(ctx.run_uid, ctx.step["stepId"], int(ctx.step["attempt"]), "result.json"))
+    except ArtifactNotFound:
+        return None
+
+
 def main(argv: list[str]) -> int:
     """``searchrun step [--result-file PATH]``: run the step described in $SEARCHRUN_STEP."""
     import argparse
@@ -258,6 +273,11 @@ def main(argv: list[str]) -> int:
         if not text:
             raise StepError(f"{STEP_ENV} is not set: this command is run by the executors, not by hand")
         ctx = StepContext.from_json(text)
+        done = _committed_result(ctx)
+        if done is not None:  # an earlier pod of this Job finished the step and died before exiting
+            _write_result(args.result_file, done)
+            print(json.dumps(done, separators=(",", ":")))
+            return 0
         forced = os.environ.get("SEARCHRUN_FAIL_STEPS", "")
         if forced and ctx.step.get("stepId") in forced.split(","):
             raise StepError(f"forced failure of step {ctx.step.get('stepId')} (SEARCHRUN_FAIL_STEPS)")
