@@ -60,6 +60,21 @@ def _scheme(uri: str) -> str:
     return "path"
 
 
+def artifact_store_problem(uri: str) -> Optional[str]:
+    """Why ``uri`` cannot be a run's artifact store on a cluster, or None. Step Jobs and the
+    operator must share it, so it is an s3:// URI (file:// is for local runs), and one that
+    opens as a store (the CRD pattern lets a '.' or '..' prefix segment through)."""
+    from .artifacts import open_store
+
+    if not uri.startswith("s3://"):
+        return "step Jobs and the operator share the artifact store on a cluster: use s3://bucket/prefix"
+    try:
+        open_store(uri)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
 def review(spec: Any, policy: Policy, old_spec: Any = None, clamp: bool = False) -> Verdict:
     """Decide on a SearchRun spec. ``clamp=True`` is the mutating pass."""
     if not isinstance(spec, dict):
@@ -81,6 +96,10 @@ def review(spec: Any, policy: Policy, old_spec: Any = None, clamp: bool = False)
     if scheme not in policy.corpusSchemes:
         allowed = ", ".join(f"{s}:" if s == "builtin" else f"{s}://" for s in policy.corpusSchemes)
         return Verdict(False, "corpus", f"spec.corpus.uri: scheme {scheme!r} cannot be read by step Jobs on this cluster; use one of {allowed}")
+    if parsed.artifacts.uri:
+        why = artifact_store_problem(parsed.artifacts.uri)
+        if why:
+            return Verdict(False, "artifacts", f"spec.artifacts.uri: {why}")
     if parsed.agent.type == "openai" and not policy.allowOpenAI:
         return Verdict(False, "agent", "spec.agent.type: openai agents are not allowed by this cluster's policy; use offline")
 

@@ -29,6 +29,7 @@ import json
 import os
 import re
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
@@ -351,6 +352,7 @@ def s3_client_from_env(**overrides: Any):
         retries={"max_attempts": 5, "mode": "standard"},
         connect_timeout=5,
         read_timeout=30,
+        max_pool_connections=32,  # one client serves every thread of a process (the operator has ~24)
     )
     try:
         # botocore >= 1.36 adds CRC checksums to every PUT by default; many S3-compatible
@@ -367,6 +369,7 @@ def s3_client_from_env(**overrides: Any):
 
 _shared_client: Any = None
 _shared_client_key: Any = None
+_shared_client_lock = threading.Lock()
 
 
 def shared_s3_client():
@@ -375,9 +378,10 @@ def shared_s3_client():
     global _shared_client, _shared_client_key
     key = tuple(os.environ.get(k) for k in (ENDPOINT_ENV, "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION",
                                             "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"))
-    if _shared_client is None or key != _shared_client_key:
-        _shared_client, _shared_client_key = s3_client_from_env(), key
-    return _shared_client
+    with _shared_client_lock:  # threads that start at once would each build a client
+        if _shared_client is None or key != _shared_client_key:
+            _shared_client, _shared_client_key = s3_client_from_env(), key
+        return _shared_client
 
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")

@@ -228,6 +228,9 @@ class _Index:
         self.agents = 0
         self.peak_parallel = status.budgetUsed.parallel
         self.skipped = 0
+        # Ids of steps added or changed since the executor last called ``take_changes``: lets an
+        # executor write only what changed (status patches, the offloaded lineage, metrics).
+        self.dirty: set[str] = {s.id for s in status.steps}
         for s in status.steps:
             self.add(s)
         self.n = len(status.steps)
@@ -291,9 +294,11 @@ class _Planner:
         self.st.steps.append(s)
         self.idx.add(s)
         self.idx.n += 1
+        self.idx.dirty.add(id)
         return s
 
     def set_phase(self, s: StepStatus, phase: StepPhase) -> None:
+        self.idx.dirty.add(s.id)  # callers change other fields of the step just before
         old = s.phase
         if old == phase.value:
             return
@@ -319,6 +324,7 @@ class _Planner:
                 s.expanded = True
 
     def mark_expanded(self, s: StepStatus) -> None:
+        self.idx.dirty.add(s.id)
         if not s.expanded:
             s.expanded = True
             if s.type == T_TRAVERSE_NODE:
@@ -393,7 +399,9 @@ class _Planner:
         if s is None or s.phase != P_RUNNING:
             return  # unknown or already applied: level-triggered input repeats itself
         if obs.attempts is not None:
-            s.attempts = max(s.attempts, obs.attempts)  # the executor retries by itself
+            if obs.attempts > s.attempts:
+                s.attempts = obs.attempts  # the executor retries by itself
+                self.idx.dirty.add(s.id)
         elif obs.attempt != s.attempts:
             return  # an older attempt
         if obs.state == "running":
@@ -531,6 +539,7 @@ class _Planner:
             added += 1
         if added:
             s.decision = (s.decision + "; " if s.decision else "") + f"deeper: {added}"
+            self.idx.dirty.add(s.id)
             self.events.append(Event("FanOut", f"fan-out of {added} from {s.id} at depth {s.depth}"))
 
     def stop_search_if_spent(self) -> None:
@@ -751,6 +760,20 @@ def reconcile(
             p.finish(Phase.Failed, "no step can make progress (internal error)")
     p.account()
     return Decision(status=status, start=p.start, events=p.events, wake_at=p.wake_at())
+
+
+def take_changes(status: SearchRunStatus) -> set[str]:
+    """Ids of the steps added or changed by ``reconcile`` since the last call (all of them the
+    first time: the engine indexes a status object when it first sees it)."""
+    idx = _index(status)
+    changed, idx.dirty = idx.dirty, set()
+    return changed
+
+
+def running_steps(status: SearchRunStatus) -> list[StepStatus]:
+    """The steps in phase Running (from the engine's index: no scan of the lineage)."""
+    idx = _index(status)
+    return [idx.by_id[i] for i in idx.running]
 
 
 def lineage_summary(status: SearchRunStatus) -> LineageSummary:

@@ -265,12 +265,13 @@ def test_rendered_config_is_what_the_operator_accepts(case):
 
     # every OperatorConfig field comes from a value, except those the chart sets otherwise:
     # namespaces (as -n flags) and webhookHost (only for kopf's self-managed configurations)
-    assert set(OperatorConfig.model_fields) - set(raw) <= {"namespaces", "webhookHost", "stepImage", "stepPodTemplate",
+    assert set(OperatorConfig.model_fields) - set(raw) <= {"namespaces", "webhookHost", "stepImage", "stepPodTemplate", "stepJobManagedBy",
                                                           "stepServiceAccount", "stepS3EndpointURL"}, (
         f"OperatorConfig fields the chart doesn't set: {set(OperatorConfig.model_fields) - set(raw)}")
     if case == "all-options":
         assert set(OperatorConfig.model_fields) - set(raw) == {"namespaces", "webhookHost"}
         assert cfg.stepPodTemplate.model_dump() == values["operator"]["stepPodTemplate"]
+        assert cfg.stepJobManagedBy == values["operator"]["stepJobManagedBy"]
 
     dep = one(docs, "Deployment")
     pod = dep["spec"]["template"]["spec"]

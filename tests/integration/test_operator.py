@@ -6,17 +6,16 @@ Jobs run as real pods on the cluster's kubelet and write to the S3 server over H
 
 from __future__ import annotations
 
-import json
-import subprocess
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
 import pytest
-import yaml
 
 from support.operator_process import Operator
+from support.runs import (apply, assert_budgets_hold, assert_jobs_match_lineage, get_run, manifest, run_jobs,
+                          s3_object, wait_finished)
 from support.s3server import S3Server, free_port
 
 pytestmark = [pytest.mark.cluster, pytest.mark.s3]
@@ -72,73 +71,6 @@ def run_ns(cluster, cluster_s3):
                     f"--from-literal=AWS_SECRET_ACCESS_KEY={cluster_s3.secret_key}")
     yield namespace
     cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
-
-
-def manifest(path: Path, **spec_overrides) -> dict:
-    doc = yaml.safe_load(path.read_text())
-    for dotted, value in spec_overrides.items():
-        node = doc["spec"]
-        keys = dotted.split("__")
-        for k in keys[:-1]:
-            node = node.setdefault(k, {})
-        node[keys[-1]] = value
-    return doc
-
-
-def apply(cluster, ns: str, doc: dict, check: bool = True) -> subprocess.CompletedProcess:
-    return cluster.kubectl("-n", ns, "apply", "-f", "-", input=yaml.safe_dump(doc), check=check)
-
-
-def get_run(cluster, ns: str, name: str) -> dict:
-    return cluster.kubectl_json("-n", ns, "get", "searchrun", name)
-
-
-def wait_finished(cluster, ns: str, name: str, op: Operator, timeout: float = 300) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = get_run(cluster, ns, name)
-        if (run.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
-            return run
-        time.sleep(1)
-    run = get_run(cluster, ns, name)
-    pods = cluster.kubectl("-n", ns, "get", "pods,jobs", "-o", "wide", check=False).stdout
-    raise AssertionError(f"{name} not finished in {timeout}s: {json.dumps(run.get('status'), indent=1)[:3000]}\n{pods}\n{op.log_tail()}")
-
-
-def run_jobs(cluster, ns: str, uid: str) -> list[dict]:
-    return cluster.kubectl_json("-n", ns, "get", "jobs", "-l", f"searchrun.dev/run-uid={uid}")["items"]
-
-
-def assert_jobs_match_lineage(cluster, ns: str, run: dict) -> None:
-    steps = [s for s in run["status"]["steps"] if s["phase"] != "Skipped"]
-    jobs = run_jobs(cluster, ns, run["metadata"]["uid"])
-    names = [j["metadata"]["name"] for j in jobs]
-    assert sorted(names) == sorted(s["job"] for s in steps), "one Job per step, and one step per Job"
-    for j in jobs:
-        owner = j["metadata"]["ownerReferences"][0]
-        assert owner["uid"] == run["metadata"]["uid"] and owner["kind"] == "SearchRun"
-        pod = j["spec"]["template"]["spec"]
-        assert pod["automountServiceAccountToken"] is False
-        assert pod["securityContext"]["runAsNonRoot"] is True
-        assert pod["containers"][0]["securityContext"]["allowPrivilegeEscalation"] is False
-
-
-def assert_budgets_hold(run: dict) -> None:
-    b, st = run["spec"]["budget"], run["status"]
-    assert st["budgetUsed"]["steps"] <= b["maxSteps"]
-    assert st["maxDepthReached"] <= b["maxDepth"]
-    assert st["tokens"] <= b["maxTokens"]
-    assert st["costUSD"] <= b["maxCostUSD"]
-    assert st["budgetUsed"]["parallel"] <= b["maxParallel"]
-    traverse = [s for s in st["steps"] if s["type"] == "traverse_node"]
-    assert len([s for s in traverse if s["depth"] == 1]) <= b["maxAgents"]
-    docs = [s["doc"] for s in traverse]
-    assert len(docs) == len(set(docs)), "no document traversed twice"
-
-
-def s3_object(s3: S3Server, uri: str) -> bytes:
-    assert uri.startswith(f"s3://{BUCKET}/"), uri
-    return s3.client().get_object(Bucket=BUCKET, Key=uri[len(f"s3://{BUCKET}/"):])["Body"].read()
 
 
 def test_example_runs_complete_with_jobs_matching_lineage(cluster, operator, run_ns, cluster_s3):

@@ -82,3 +82,37 @@ def test_pod_error_reads_the_termination_message():
     assert pod_error(pod) == "StepError: boom"
     pod = {"status": {"containerStatuses": [{"state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]}}
     assert pod_error(pod) == "OOMKilled (exit code 137)"
+
+
+def test_step_pod_template_places_step_pods():
+    """stepPodTemplate (operator config) sets the step pods' nodeSelector and tolerations, nothing else."""
+    _, plain = _job()
+    assert "nodeSelector" not in plain["spec"]["template"]["spec"] and "tolerations" not in plain["spec"]["template"]["spec"]
+    cfg = OperatorConfig.model_validate({"stepS3EndpointURL": "http://10.0.0.1:9000", "stepPodTemplate": {
+        "nodeSelector": {"type": "kwok"},
+        "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Equal", "value": "fake", "effect": "NoSchedule"}]}})
+    _, job = _job(cfg=cfg)
+    pod = job["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"type": "kwok"}
+    assert pod["tolerations"] == [{"key": "kwok.x-k8s.io/node", "operator": "Equal", "value": "fake", "effect": "NoSchedule"}]
+    assert {k: v for k, v in pod.items() if k not in ("nodeSelector", "tolerations")} == plain["spec"]["template"]["spec"]
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        OperatorConfig.model_validate({"stepPodTemplate": {"containers": []}})
+
+
+def test_step_jobs_can_be_managed_by_another_job_controller():
+    """stepJobManagedBy sets the Jobs' spec.managedBy (MultiKueue, the benchmark's simulated controller)."""
+    _, plain = _job()
+    assert "managedBy" not in plain["spec"]
+    _, job = _job(cfg=OperatorConfig(stepS3EndpointURL="http://10.0.0.1:9000", stepJobManagedBy="kueue.x-k8s.io/multikueue"))
+    assert job["spec"]["managedBy"] == "kueue.x-k8s.io/multikueue"
+    assert {k: v for k, v in job["spec"].items() if k != "managedBy"} == plain["spec"]
+    import pytest
+    from pydantic import ValidationError
+
+    for bad in ("no-slash", "Upper.io/x", "a/" + "x" * 70):
+        with pytest.raises(ValidationError):
+            OperatorConfig(stepJobManagedBy=bad)

@@ -93,6 +93,9 @@ stepS3EndpointURL: {{ . | quote }}
 {{- end }}
 stepS3Region: {{ .Values.s3.region | quote }}
 stepS3Secret: {{ if .Values.s3.existingSecret }}{{ .Values.s3.existingSecret | quote }}{{ else }}null{{ end }}
+{{- with .Values.operator.stepJobManagedBy }}
+stepJobManagedBy: {{ . | quote }}
+{{- end }}
 {{- with .Values.operator.stepImage }}
 stepImage: {{ . | quote }}
 {{- end }}

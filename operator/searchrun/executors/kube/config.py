@@ -34,6 +34,10 @@ class OperatorConfig(BaseModel):
     stepImage: Optional[str] = Field(default=None, description="override the image of every step (else spec.steps.image)")
     stepServiceAccount: Optional[str] = None
     stepPodTemplate: StepPodTemplate = Field(default_factory=StepPodTemplate, description="nodeSelector and tolerations of step pods")
+    stepJobManagedBy: Optional[str] = Field(
+        default=None, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[-A-Za-z0-9_.]+$",
+        description="spec.managedBy of step Jobs: another Job controller runs them (e.g. MultiKueue, or the "
+                    "simulated one of bench/bench_scale.py); unset: Kubernetes' own Job controller")
     lineageOffloadBytes: int = Field(default=262144, ge=4096, description="past this, the full lineage moves to the artifact store")
     resyncSeconds: float = Field(default=30.0, gt=0)
     resultWaitSeconds: float = Field(default=180.0, gt=0, description="how long a finished step's unreadable result is waited for")

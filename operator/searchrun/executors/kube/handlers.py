@@ -7,7 +7,9 @@ at a time, so two events never race to patch the same status.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Optional
 
@@ -19,9 +21,14 @@ from ... import metrics
 from ...api import GROUP, PLURAL, VERSION
 from .config import OperatorConfig
 from .jobwatch import JobCache
-from .reconciler import EventSink, RunReconciler, forget_run
+from .reconciler import IO_THREADS, STATUS_PATCH_SECONDS, EventSink, RunReconciler, forget_run
 
 log = logging.getLogger("searchrun.operator")
+
+RESULT_RETRY_SECONDS = 2.0
+# Passes of different runs at once. A pass mostly waits on the API server and the store, so more
+# threads than cores: asyncio's default pool (cores + 4) queued passes once ~10 runs were busy.
+RECONCILE_THREADS = 16
 
 
 class _State:
@@ -29,6 +36,7 @@ class _State:
     api_client: Optional[client.ApiClient] = None
     cache: Optional[JobCache] = None
     wakers: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Event]] = {}
+    pool: Optional[ThreadPoolExecutor] = None
     metrics_started = False
 
 
@@ -37,6 +45,18 @@ STATE = _State()
 
 def configure(cfg: OperatorConfig) -> None:
     STATE.config = cfg
+
+
+def _pool() -> ThreadPoolExecutor:
+    if STATE.pool is None:
+        STATE.pool = ThreadPoolExecutor(RECONCILE_THREADS, thread_name_prefix="reconcile")
+    return STATE.pool
+
+
+def _in_pool(loop: asyncio.AbstractEventLoop, fn):
+    """Run ``fn`` in the reconcile pool with this task's context (as asyncio.to_thread does):
+    kopf.event() finds kopf's event queue through it."""
+    return loop.run_in_executor(_pool(), contextvars.copy_context().run, fn)
 
 
 def _wake(uid: str) -> None:
@@ -61,7 +81,11 @@ def _api_client() -> client.ApiClient:
         kconfig.load_incluster_config()
     except kconfig.ConfigException:
         kconfig.load_kube_config()
-    return client.ApiClient()
+    conf = client.Configuration.get_default_copy()
+    # as many kept-alive connections as threads that call the API (passes, their Job creates, the
+    # Job watch): a full pool drops connections and the next request pays a TLS handshake
+    conf.connection_pool_maxsize = RECONCILE_THREADS + IO_THREADS + 4
+    return client.ApiClient(conf)
 
 
 def _webhook_server(cfg: OperatorConfig):
@@ -121,12 +145,12 @@ async def run_daemon(stopped, name, namespace, uid, logger, **_) -> None:
         while not stopped:
             try:
                 if r.status is None and r.spec is None:
-                    if not await asyncio.to_thread(r.load):
+                    if not await _in_pool(loop, r.load):
                         return
                     if r.spec is None:
                         return  # invalid spec: the run was failed with the reason
                 wake.clear()
-                d = await asyncio.to_thread(r.reconcile_once)
+                d = await _in_pool(loop, r.reconcile_once)
                 backoff = 1.0
             except ApiException as e:
                 if e.status == 404:
@@ -144,6 +168,11 @@ async def run_daemon(stopped, name, namespace, uid, logger, **_) -> None:
                 logger.info(f"run {d.status.phase}: {d.status.message}")
                 return
             timeout = cfg.resyncSeconds
+            if r.unreadable_since:
+                # a finished step's result is not readable yet, and no further Job event will come
+                timeout = min(timeout, RESULT_RETRY_SECONDS)
+            if r.patch_pending:  # a status patch held back: come back for it
+                timeout = min(timeout, STATUS_PATCH_SECONDS)
             if d.wake_at is not None:
                 timeout = min(timeout, max(0.05, (d.wake_at - datetime.now(timezone.utc)).total_seconds()))
             waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(_until(stopped))]

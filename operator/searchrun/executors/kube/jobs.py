@@ -72,6 +72,13 @@ def build_job(action: StartStep, run_name: str, namespace: str, run_uid: str, sp
         pod_spec["nodeSelector"] = dict(placement.nodeSelector)
     if placement.tolerations:
         pod_spec["tolerations"] = [dict(t) for t in placement.tolerations]
+    job_spec: dict[str, Any] = {
+        "backoffLimit": action.retries,
+        "activeDeadlineSeconds": job_deadline,
+        "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+    }
+    if config.stepJobManagedBy:
+        job_spec["managedBy"] = config.stepJobManagedBy
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -83,11 +90,7 @@ def build_job(action: StartStep, run_name: str, namespace: str, run_uid: str, sp
             "ownerReferences": [{"apiVersion": API_VERSION, "kind": KIND, "name": run_name, "uid": run_uid,
                                  "controller": True, "blockOwnerDeletion": True}],
         },
-        "spec": {
-            "backoffLimit": action.retries,
-            "activeDeadlineSeconds": job_deadline,
-            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
-        },
+        "spec": job_spec,
     }
 
 
@@ -104,7 +107,7 @@ def job_state(job: Mapping) -> str:
     return "running"
 
 
-def observe_job(job: Mapping, result: Optional[dict] = None, pod_message: str = "") -> Observation:
+def observe_job(job: Mapping, result: Optional[dict | str] = None, pod_message: str = "") -> Observation:
     """What the engine needs of a Job. ``result`` is the step's result.json, for a Job that succeeded."""
     meta = job.get("metadata") or {}
     labels = meta.get("labels") or {}
@@ -117,6 +120,8 @@ def observe_job(job: Mapping, result: Optional[dict] = None, pod_message: str = 
         from ...engine import StepResult
 
         try:
+            if isinstance(result, str):  # the reconciler read it but could not parse it
+                raise ValueError(f"the step's result.json is {result}")
             r = StepResult.from_dict(result if result is not None else {})
             if result is None:
                 raise ValueError("the step's result.json is missing")

@@ -1,7 +1,11 @@
 """One label-selected watch on step Jobs, kept as a cache, that wakes the run a Job belongs to.
 
 kopf would list and watch every Job in scope and filter on the client; this
-asks the API server for ours only (``labelSelector``).
+asks the API server for ours only (``labelSelector``). Jobs are kept as plain
+JSON (no client models), only their metadata and status. A Job event wakes its
+run only when it says something the run acts on: a new or deleted Job, a Job
+that finished, or a pod retry (a Job's ``status.failed``). A Job's other updates
+(pods created, ready, finalizers) cost no reconcile.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Callable, Optional
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
-from .jobs import JOB_SELECTOR, L_RUN
+from .jobs import JOB_SELECTOR, L_RUN, job_state
 
 log = logging.getLogger("searchrun.jobwatch")
 
@@ -45,6 +49,10 @@ class JobCache:
         with self._lock:
             return list(self._jobs.get(run_uid, {}).values())
 
+    def job(self, run_uid: str, name: str) -> Optional[dict]:
+        with self._lock:
+            return self._jobs.get(run_uid, {}).get(name)
+
     def forget(self, run_uid: str) -> None:
         with self._lock:
             self._jobs.pop(run_uid, None)
@@ -54,6 +62,7 @@ class JobCache:
         self._apply("ADDED", job)
 
     def _apply(self, kind: str, job: dict) -> Optional[str]:
+        """Record an event; the run's uid when the run should look (see the module docstring)."""
         meta = job.get("metadata") or {}
         uid = (meta.get("labels") or {}).get(L_RUN)
         if not uid:
@@ -62,11 +71,13 @@ class JobCache:
             jobs = self._jobs.setdefault(uid, {})
             if kind == "DELETED":
                 jobs.pop(meta.get("name"), None)
-            else:
-                old = jobs.get(meta.get("name"))
-                if old is not None and int(old["metadata"].get("resourceVersion") or 0) > int(meta.get("resourceVersion") or 0):
-                    return None  # an older version than we hold
-                jobs[meta.get("name")] = job
+                return uid
+            old = jobs.get(meta.get("name"))
+            if old is not None and int(old["metadata"].get("resourceVersion") or 0) > int(meta.get("resourceVersion") or 0):
+                return None  # an older version than we hold
+            job = jobs[meta.get("name")] = _slim(job)
+        if old is not None and _news(old) == _news(job):
+            return None
         return uid
 
     def _list(self, ns):
@@ -88,10 +99,11 @@ class JobCache:
                              if ns is None or j["metadata"].get("namespace") == ns}
                 seen = set()
                 for job in items:
-                    uid = self._apply("ADDED", job)
+                    uid = (job["metadata"].get("labels") or {}).get(L_RUN)
                     if uid:
-                        touched.add(uid)
                         seen.add((uid, job["metadata"]["name"]))
+                    if self._apply("ADDED", job):
+                        touched.add(uid)
                 with self._lock:
                     for uid, name in known - seen:
                         self._jobs.get(uid, {}).pop(name, None)
@@ -105,7 +117,7 @@ class JobCache:
                 w = watch.Watch()
                 fn = self.batch.list_namespaced_job if ns else self.batch.list_job_for_all_namespaces
                 args = (ns,) if ns else ()
-                for ev in w.stream(fn, *args, label_selector=JOB_SELECTOR, resource_version=rv,
+                for ev in w.stream(fn, *args, label_selector=JOB_SELECTOR, resource_version=rv, deserialize=False,
                                    timeout_seconds=300, allow_watch_bookmarks=True, _request_timeout=330):
                     if self._stop.is_set():
                         w.stop()
@@ -114,13 +126,32 @@ class JobCache:
                         if ev["type"] == "ERROR":
                             break  # e.g. 410 Gone: relist
                         continue
-                    job = self.api_client.sanitize_for_serialization(ev["object"])
+                    job = ev["object"]  # plain JSON (deserialize=False): no client models
                     uid = self._apply(ev["type"], job)
                     if uid:
                         self.on_change(uid)
             except ApiException as e:
                 log.warning("job watch (%s): %s %s; relisting", ns or "all namespaces", e.status, e.reason)
             except Exception as e:  # connection drops, API server restarts
+                if isinstance(e, KeyError) and e.args == ("raw_object",):
+                    # how the client (deserialize=False) meets an ERROR event, e.g. 410 Gone: relist
+                    log.info("job watch (%s) expired; relisting", ns or "all namespaces")
+                    continue
                 log.warning("job watch (%s) broke: %s; relisting in %.1fs", ns or "all namespaces", e, backoff)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 10)
+
+
+def _news(job: dict) -> tuple:
+    """What a run acts on in a Job: whether it finished, and its pod failures (retries)."""
+    return job_state(job), (job.get("status") or {}).get("failed")
+
+
+_KEEP_META = ("name", "namespace", "uid", "resourceVersion", "creationTimestamp", "labels", "annotations")
+
+
+def _slim(job: dict) -> dict:
+    """What the operator reads of a Job (metadata, status): a watched Job carries its pod
+    template and managed fields too, several KiB a step that a large or busy operator would hold."""
+    meta = job.get("metadata") or {}
+    return {"metadata": {k: meta[k] for k in _KEEP_META if k in meta}, "status": job.get("status") or {}}

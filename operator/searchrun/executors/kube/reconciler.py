@@ -1,17 +1,31 @@
 """Reconcile one SearchRun: its spec, its status and its Jobs in; status patch and Jobs out.
 
-Order matters for crash safety: the status (lineage) is written *before* the
-Jobs it names are created. After a crash, a step that is Running in status but
-has no Job is created again; a Job that exists answers AlreadyExists. So no Job
-is created twice and no decided step is lost.
+Order matters for crash safety: the lineage is written *before* the Jobs it
+names are created (the status, or once offloaded the store, which a restart
+reads first). After a crash, a step that is Running in the lineage but has no
+Job is created again; a Job that exists answers AlreadyExists. So no Job is
+created twice and no decided step is lost.
+
+A pass costs what changed, not the size of the run: the engine reports which
+steps it added or changed (``take_changes``), and ``StepDumps`` keeps the
+lineage as JSON, its size, its frontier and its summary up to date from that.
+Once the lineage is offloaded, a pass writes a *journal entry* with only the
+steps it changed (``lineage-journal-<seq>.json``) instead of the whole lineage;
+a full ``lineage.json`` (a snapshot, naming the journal entry it includes) is
+written the first time, whenever the journal since the last snapshot outgrows
+it, before ``create_report`` and when the run ends. A restarted operator reads
+the snapshot and then the journal entries after it (``restore_status``).
 """
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from datetime import datetime, timezone
 from typing import Optional
 
@@ -20,11 +34,12 @@ from kubernetes.client.rest import ApiException
 
 from ... import metrics
 from ...api import GROUP, PLURAL, VERSION, SearchRunSpec, SearchRunStatus
-from ...engine import Decision, Observation, lineage_summary, reconcile
+from ...api import LineageSummary, StepStatus
+from ...engine import Decision, Observation, reconcile, running_steps, take_changes
 from ...steps import LINEAGE_NAME
 from .. import lineage_document, step_context
 from .config import OperatorConfig
-from .jobs import build_job, job_state, observe_job, pod_error
+from .jobs import A_ATTEMPT, build_job, job_state, observe_job, pod_error
 
 log = logging.getLogger("searchrun.reconciler")
 
@@ -78,6 +93,22 @@ _STORES: dict = {}
 _stores_lock = threading.Lock()
 
 
+IO_THREADS = 8
+# An offloaded run's status is a view (the store holds the lineage): patched at most this often.
+STATUS_PATCH_SECONDS = 1.0
+_IO: Optional[ThreadPoolExecutor] = None
+
+
+def _io() -> ThreadPoolExecutor:
+    """Threads for a pass's independent requests: the results of the steps that finished, the
+    Jobs it starts (one pass may see 100 steps finish and start as many)."""
+    global _IO
+    with _stores_lock:
+        if _IO is None:
+            _IO = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="searchrun-io")
+        return _IO
+
+
 def shared_store(uri: str):
     """One store (and one boto3 client, ~15 MiB) per URI for all runs, not one per run."""
     from ...artifacts import open_store
@@ -88,17 +119,173 @@ def shared_store(uri: str):
         return _STORES[uri]
 
 
-def restore_status(raw_status: dict, read_uri) -> tuple[Optional[SearchRunStatus], bool]:
-    """The run's status as the engine needs it: when the lineage was offloaded, status holds
-    only the frontier and the store holds it all (it is written before every status patch)."""
+JOURNAL_PREFIX = "lineage-journal-"  # beside lineage.json: lineage-journal-00000001.json, ...
+
+
+def journal_uri(lineage_uri: str, seq: int) -> str:
+    return f"{lineage_uri.rsplit('/', 1)[0]}/{JOURNAL_PREFIX}{seq:08d}.json"
+
+
+def restore_lineage(raw_status: dict, read_uri) -> tuple[Optional[SearchRunStatus], bool, int]:
+    """The run's status as the engine needs it, whether it was offloaded, and the last journal
+    entry read. When the lineage was offloaded, status holds only the frontier; the store holds
+    it all (a snapshot plus the journal entries after it, written before every status patch)."""
+    from ...artifacts import ArtifactNotFound
+
     known = {k: v for k, v in (raw_status or {}).items() if k in SearchRunStatus.model_fields}
     if not known:
-        return None, False
+        return None, False, 0
     status = SearchRunStatus.model_validate(known)
-    if status.lineageURI and read_uri is not None:
-        doc = json.loads(read_uri(status.lineageURI))
-        return SearchRunStatus.model_validate(doc["status"]), True
-    return status, False
+    if not (status.lineageURI and read_uri is not None):
+        return status, False, 0
+    doc = json.loads(read_uri(status.lineageURI))
+    data, seq = doc["status"], (doc.get("journal") or {}).get("seq")
+    if seq is None:  # a lineage written without a journal
+        return SearchRunStatus.model_validate(data), True, 0
+    steps = list(data.get("steps") or [])
+    while True:
+        try:
+            entry = json.loads(read_uri(journal_uri(status.lineageURI, seq + 1)))
+        except ArtifactNotFound:
+            break
+        seq += 1
+        data = entry["status"]
+        for i, step in entry["steps"]:
+            if i < len(steps):
+                steps[i] = step
+            elif i == len(steps):
+                steps.append(step)
+            else:
+                raise ValueError(f"lineage journal entry {seq} skips step {len(steps)}")
+    return SearchRunStatus.model_validate(dict(data, steps=steps)), True, seq
+
+
+def restore_status(raw_status: dict, read_uri) -> tuple[Optional[SearchRunStatus], bool]:
+    status, offloaded, _ = restore_lineage(raw_status, read_uri)
+    return status, offloaded
+
+
+def _same_but_the_clock(a: dict, b: Optional[dict]) -> bool:
+    """Two status bodies that differ at most in the elapsed time of the budget accounting."""
+    if b is None:
+        return False
+    sa, sb = a["status"], b["status"]
+    if sa.keys() != sb.keys():
+        return False
+    for k, va in sa.items():
+        vb = sb[k]
+        if k in ("budgetUsed", "budgetRemaining") and isinstance(va, dict) and isinstance(vb, dict):
+            if {x: y for x, y in va.items() if x != "elapsedSeconds"} != {x: y for x, y in vb.items() if x != "elapsedSeconds"}:
+                return False
+        elif va != vb:
+            return False
+    return True
+
+
+def merge_events(events) -> list[tuple[str, str, str]]:
+    """One Kubernetes Event per (type, reason) and pass: 40 steps finishing in one pass post one
+    StepSucceeded event naming them, not 40 (each Event is an API request)."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for e in events:
+        groups.setdefault((e.type, e.reason), []).append(e.message)
+    out = []
+    for (type_, reason), msgs in groups.items():
+        msg = msgs[0] if len(msgs) == 1 else f"{len(msgs)} times: " + "; ".join(msgs)
+        out.append((type_, reason, msg[:1000]))
+    return out
+
+
+_IN_FLIGHT = ("Running", "Queued", "Backoff")
+
+
+def _dump_step(s: StepStatus) -> dict:
+    return s.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
+
+
+def _json_size(x) -> int:
+    return len(json.dumps(x, separators=(",", ":")))
+
+
+class StepDumps:
+    """A status's steps as JSON (what the status patch and the stored lineage hold), kept up to
+    date from the engine's change set: its JSON size, the in-flight frontier and the summary
+    (steps by type and phase) too. ``sync()`` costs what changed since the last call."""
+
+    def __init__(self, status: SearchRunStatus):
+        self.status = status
+        take_changes(status)  # everything is dumped here
+        self.dumps: list[dict] = []
+        self.pos: dict[str, int] = {}
+        self.sizes: list[int] = []
+        self.size_sum = 0
+        self.in_flight: set[int] = set()
+        self.by_type: dict[str, int] = {}
+        self.by_phase: dict[str, int] = {}
+        self.unwritten: set[int] = set()  # positions changed since the lineage was last written
+        for s in status.steps:
+            self._append(s)
+
+    def _append(self, s: StepStatus) -> None:
+        i, d = len(self.dumps), _dump_step(s)
+        self.dumps.append(d)
+        self.pos[s.id] = i
+        n = _json_size(d)
+        self.sizes.append(n)
+        self.size_sum += n
+        self._count(d, 1)
+        self.unwritten.add(i)
+        if d["phase"] in _IN_FLIGHT:
+            self.in_flight.add(i)
+
+    def _count(self, d: dict, k: int) -> None:
+        for counts, key in ((self.by_type, d["type"]), (self.by_phase, d["phase"])):
+            v = counts.get(key, 0) + k
+            if v:
+                counts[key] = v
+            else:
+                counts.pop(key, None)
+
+    def sync(self) -> dict[str, Optional[dict]]:
+        """Take the engine's changes; returns each changed step's previous dump (None: a new step)."""
+        changed = take_changes(self.status)
+        steps = self.status.steps
+        n_old = len(self.dumps)
+        prev: dict[str, Optional[dict]] = {}
+        for s in steps[n_old:]:  # new steps are appended, in lineage order
+            prev[s.id] = None
+            self._append(s)
+        for sid in changed:
+            i = self.pos.get(sid)
+            if i is None or i >= n_old:
+                continue  # new (dumped above)
+            old, d = self.dumps[i], _dump_step(steps[i])
+            if d == old:
+                continue
+            prev[sid] = old
+            self.dumps[i] = d  # replaced, never changed in place: an earlier patch body keeps the old one
+            n = _json_size(d)
+            self.size_sum += n - self.sizes[i]
+            self.sizes[i] = n
+            self._count(old, -1)
+            self._count(d, 1)
+            if d["phase"] in _IN_FLIGHT:
+                self.in_flight.add(i)
+            else:
+                self.in_flight.discard(i)
+            self.unwritten.add(i)
+        return prev
+
+    @property
+    def json_size(self) -> int:
+        """len(json.dumps(dumps, separators=(",", ":")))"""
+        return self.size_sum + max(0, len(self.sizes) - 1) + 2
+
+    def frontier(self, n: int = 50) -> list[dict]:
+        """The first ``n`` steps in flight, in lineage order."""
+        return [self.dumps[i] for i in heapq.nsmallest(n, self.in_flight)]
+
+    def summary(self) -> dict:
+        return LineageSummary(steps=len(self.dumps), byType=dict(self.by_type), byPhase=dict(self.by_phase)).model_dump(mode="json")
 
 
 class RunReconciler:
@@ -122,6 +309,14 @@ class RunReconciler:
         self.create_errors: dict[str, str] = {}  # step id -> why the API refused its Job
         self.unreadable_since: dict[str, float] = {}  # step id -> when its result was first missed
         self.offloaded = False
+        self.dumps: Optional[StepDumps] = None  # self.status's steps as JSON, kept up to date
+        self.journal_seq = 0                    # the last lineage journal entry written (or read)
+        self.snapshot_bytes: Optional[int] = None  # size of the last full lineage.json this process wrote
+        self.journal_bytes = 0                  # journal written since that snapshot
+        self.journal_scalars: Optional[dict] = None  # the status fields (not steps) in the last entry
+        self.status_points_at_store = False     # a status with lineageURI was patched (or loaded)
+        self.last_patch_at = 0.0
+        self.patch_pending = False              # a status patch was held back (see reconcile_once)
 
     # -- loading
 
@@ -148,8 +343,18 @@ class RunReconciler:
         from ...artifacts import read_uri
 
         self.store_uri = self.spec.artifacts.uri or self.config.artifacts
-        self.store = shared_store(self.store_uri)
-        self.status, self.offloaded = restore_status(raw_status, read_uri)
+        try:
+            self.store = shared_store(self.store_uri)
+        except ValueError as e:  # not a store (admission refuses these): fail the run, never retry forever
+            self.spec = None
+            self.status = restore_status(raw_status, read_uri=None)[0] or SearchRunStatus()
+            if self.status.phase not in ("Succeeded", "Failed"):
+                self._fail_invalid(f"spec.artifacts.uri: {e}")
+            return True
+        self.status, self.offloaded, self.journal_seq = restore_lineage(raw_status, read_uri)
+        self.status_points_at_store = self.offloaded
+        if self.status is not None:
+            self.dumps = StepDumps(self.status)
         return True
 
     def _fail_invalid(self, why: str) -> None:
@@ -162,16 +367,20 @@ class RunReconciler:
 
     # -- observing
 
-    def _result(self, step_id: str, attempt: int) -> Optional[dict]:
+    def _result(self, step_id: str, attempt: int) -> Optional[dict | str]:
         from ...artifacts import step_key
 
         if step_id in self.results:
             return self.results[step_id]
         try:
-            data = self.store.get_json(step_key(self.uid, step_id, attempt, "result.json"))
+            raw = self.store.get_bytes(step_key(self.uid, step_id, attempt, "result.json"))
         except Exception as e:
             log.warning("%s/%s: cannot read result of %s: %s", self.namespace, self.name, step_id, e)
             return None
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            data = "not valid JSON"  # read, but malformed: observe_job fails the step with the reason
         self.results[step_id] = data
         return data
 
@@ -184,17 +393,39 @@ class RunReconciler:
         items.sort(key=lambda p: p["metadata"].get("creationTimestamp") or "")
         return pod_error(items[-1]) if items else ""
 
+    def _running_jobs(self, running: dict[str, StepStatus]):
+        """(step id, Job) for the running steps whose Job the cache holds: looked up by the Job's
+        (deterministic) name, so a pass costs the steps in flight, not all the run's Jobs."""
+        get = getattr(self.cache, "job", None)
+        if get is None:  # a cache that can only list
+            for job in self.cache.jobs(self.uid):
+                sid = (job["metadata"].get("labels") or {}).get("searchrun.dev/step-id")
+                if sid in running:
+                    yield sid, job
+            return
+        for sid, s in running.items():
+            job = get(self.uid, s.job) if s.job else None
+            if job is not None and (job["metadata"].get("labels") or {}).get("searchrun.dev/step-id") == sid:
+                yield sid, job
+
     def observations(self) -> tuple[dict[str, Observation], dict[str, dict]]:
-        running = {s.id: s for s in self.status.steps if s.phase == "Running"} if self.status else {}
+        running = {s.id: s for s in running_steps(self.status)} if self.status else {}
         obs: dict[str, Observation] = {}
-        jobs: dict[str, dict] = {}
-        for job in self.cache.jobs(self.uid):
-            sid = (job["metadata"].get("labels") or {}).get("searchrun.dev/step-id")
-            if sid not in running:
-                continue
-            jobs[sid] = job
+        jobs: dict[str, dict] = dict((sid, job) for sid, job in self._running_jobs(running))
+        # The pods of one Job all write under the attempt the Job was created for; status
+        # attempts also count the Job's pod retries.
+        attempts = {sid: int((job["metadata"].get("annotations") or {}).get(A_ATTEMPT) or running[sid].attempts or 1)
+                    for sid, job in jobs.items()}
+        unread = [(sid, attempts[sid]) for sid, job in jobs.items() if job_state(job) == "succeeded" and sid not in self.results]
+        fetched: dict = {}
+        if len(unread) > 1:  # read the results of the steps that finished at once
+            fetched = dict(zip((sid for sid, _ in unread), _io().map(lambda x: self._result(*x), unread)))
+        for sid, job in jobs.items():
             state = job_state(job)
-            result = self._result(sid, running[sid].attempts or 1) if state == "succeeded" else None
+            attempt = attempts[sid]
+            result = None
+            if state == "succeeded":
+                result = fetched[sid] if sid in fetched else self._result(sid, attempt)
             if state == "succeeded" and result is None:
                 # The Job is complete but its result is not readable (S3 down?): wait, within bounds.
                 first = self.unreadable_since.setdefault(sid, time.monotonic())
@@ -203,6 +434,7 @@ class RunReconciler:
                     continue
                 obs[sid] = Observation(sid, running[sid].attempts, "failed", final=True,
                                        message=f"the step's result.json could not be read for {self.config.resultWaitSeconds:g}s")
+                del self.unreadable_since[sid]
                 continue
             self.unreadable_since.pop(sid, None)
             msg = self._pod_error(job["metadata"]["name"]) if state == "failed" else ""
@@ -215,34 +447,76 @@ class RunReconciler:
 
     # -- acting
 
+    def _sync(self, st: SearchRunStatus) -> dict[str, Optional[dict]]:
+        """Bring the JSON steps up to date with ``st``; the changed steps' previous dumps."""
+        if self.dumps is None or self.dumps.status is not st or len(self.dumps.dumps) > len(st.steps):
+            self.dumps = StepDumps(st)
+            return {}
+        return self.dumps.sync()
+
     def _status_body(self, d: Decision) -> dict:
         st = d.status
+        self._sync(st)
         full = st.model_dump(mode="json", exclude={"steps"})
-        steps = [s.model_dump(mode="json", exclude_none=True, exclude_defaults=False) for s in st.steps]
-        size = len(json.dumps(steps, separators=(",", ":")))
-        if size > self.config.lineageOffloadBytes or self.offloaded:
-            uri = self.write_lineage(st)
+        if self.offloaded or self.dumps.json_size > self.config.lineageOffloadBytes:
+            uri = self._write_offloaded(st, full)
             self.offloaded = True
             full["lineageURI"] = uri
-            full["lineageSummary"] = lineage_summary(st).model_dump(mode="json")
+            full["lineageSummary"] = self.dumps.summary()
             # Keep what is in flight, so `kubectl describe` still shows the frontier.
-            full["steps"] = [x for x in steps if x.get("phase") in ("Running", "Queued", "Backoff")][:50]
+            full["steps"] = self.dumps.frontier(50)
         else:
-            full["steps"] = steps
+            full["steps"] = list(self.dumps.dumps)
         full["observedGeneration"] = None
         return {"status": full}
 
-    def write_lineage(self, st: SearchRunStatus) -> str:
+    def _lineage_key(self) -> str:
         from ...artifacts import run_key
 
-        doc = lineage_document(self.name, self.uid, self.namespace, self.spec, st)
-        return self.store.put_json(run_key(self.uid, LINEAGE_NAME), doc, overwrite=True)
+        return run_key(self.uid, LINEAGE_NAME)
+
+    def write_lineage(self, st: SearchRunStatus) -> str:
+        """The full lineage (a snapshot that includes journal entries up to ``journal_seq``)."""
+        from ...artifacts import _dump_json
+
+        self._sync(st)
+        doc = lineage_document(self.name, self.uid, self.namespace, self.spec, st.model_copy(update={"steps": []}))
+        doc["status"]["steps"] = self.dumps.dumps
+        doc["journal"] = {"seq": self.journal_seq}
+        data = _dump_json(doc)
+        uri = self.store.put_bytes(self._lineage_key(), data, overwrite=True)
+        self.snapshot_bytes, self.journal_bytes = len(data), 0
+        self.dumps.unwritten.clear()
+        self.journal_scalars = {k: v for k, v in doc["status"].items() if k != "steps"}
+        return uri
+
+    def _write_offloaded(self, st: SearchRunStatus, scalars: dict) -> str:
+        """Before a status patch of an offloaded run: what changed goes to the store."""
+        from ...artifacts import _dump_json, run_key
+
+        if self.snapshot_bytes is None or self.journal_bytes > self.snapshot_bytes:
+            return self.write_lineage(st)
+        scalars = {k: v for k, v in scalars.items() if v is not None}  # as lineage_document writes them
+        volatile = ("budgetUsed", "budgetRemaining")  # the engine recomputes these every pass
+        last = self.journal_scalars or {}
+        if self.dumps.unwritten or any(scalars.get(k) != last.get(k) for k in set(scalars) | set(last) if k not in volatile + ("steps",)):
+            seq = self.journal_seq + 1
+            entry = {"seq": seq, "status": scalars,
+                     "steps": [[i, self.dumps.dumps[i]] for i in sorted(self.dumps.unwritten)]}
+            data = _dump_json(entry)
+            self.store.put_bytes(run_key(self.uid, f"{JOURNAL_PREFIX}{seq:08d}.json"), data, overwrite=True)
+            self.journal_seq, self.journal_bytes = seq, self.journal_bytes + len(data)
+            self.journal_scalars = scalars
+            self.dumps.unwritten.clear()
+        return self.store.uri_for(self._lineage_key())
 
     def _patch_status(self, body: dict) -> None:
-        if body == self.last_patch:
-            return
+        if _same_but_the_clock(body, self.last_patch):
+            return  # a pass that changed nothing but elapsed time: no write (the next change carries it)
         self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, self.namespace, PLURAL, self.name, body)
-        self.last_patch = body
+        self.last_patch, self.last_patch_at = body, time.monotonic()
+        if body["status"].get("lineageURI"):
+            self.status_points_at_store = True
 
     def _create_job(self, a) -> None:
         ctx = step_context(self.spec, self.uid, self.name, self.store_uri, a)
@@ -267,7 +541,6 @@ class RunReconciler:
 
     def reconcile_once(self) -> Decision:
         t0 = time.perf_counter()
-        before = {s.id: (s.phase, s.expanded) for s in self.status.steps} if self.status else {}
         was_done = self.status is not None and self.status.phase in ("Succeeded", "Failed")
         limits_before = set(self.status.limitsHit) if self.status else set()
         obs, jobs = self.observations()
@@ -275,28 +548,50 @@ class RunReconciler:
         d = reconcile(self.spec, self.status, obs, self.clock(), self.uid, complete=self.cache.synced.is_set())
         metrics.DECISION_SECONDS.observe(time.perf_counter() - t1)
         self.status = d.status
-        if any(a.needs_lineage for a in d.start):
+        before = self._sync(d.status)
+        if any(a.needs_lineage for a in d.start) or (d.done and self.offloaded):
             self.write_lineage(d.status)
-        self._patch_status(self._status_body(d))      # lineage first ...
-        for a in d.start:                              # ... then the Jobs it names
-            self._create_job(a)
+        body = self._status_body(d)  # an offloaded lineage is written to the store here
+        # The lineage first, then the Jobs it names. Once the status points at the store, the store
+        # holds the lineage and the status only shows the frontier: its patch goes along with the
+        # Jobs, and at most every STATUS_PATCH_SECONDS while the phase stays (the daemon comes back
+        # for a patch held back: ``patch_pending``).
+        calls = [partial(self._create_job, a) for a in d.start]
+        self.patch_pending = False
+        if not self.status_points_at_store:
+            self._patch_status(body)
+        elif (not d.done and body["status"].get("phase") == (self.last_patch or {}).get("status", {}).get("phase")
+              and time.monotonic() - self.last_patch_at < STATUS_PATCH_SECONDS):
+            self.patch_pending = not _same_but_the_clock(body, self.last_patch)
+        elif calls:
+            calls.append(partial(self._patch_status, body))
+        else:
+            self._patch_status(body)
+        if len(calls) > 1:
+            for f in [_io().submit(c) for c in calls]:
+                f.result()
+        elif calls:
+            calls[0]()
         if self.create_errors:
             self.cache.on_change(self.uid)
-        for e in d.events:
-            self.events.post(self, e.type, e.reason, e.message)
+        for type_, reason, message in merge_events(d.events):
+            self.events.post(self, type_, reason, message)
         if not was_done:
             self._record_metrics(d, before, limits_before, jobs)
         metrics.RECONCILE_SECONDS.observe(time.perf_counter() - t0)
         return d
 
-    def _record_metrics(self, d: Decision, before: dict, limits_before: set, jobs: dict) -> None:
+    def _record_metrics(self, d: Decision, before: dict[str, Optional[dict]], limits_before: set, jobs: dict) -> None:
+        """``before``: the steps this pass added (None) or changed (their previous JSON)."""
         st = d.status
+        changed = [st.steps[self.dumps.pos[sid]] for sid in before]
         children: dict[str, int] = {}
-        for s in st.steps:
-            if s.id not in before and s.parents and s.type == "traverse_node" and len(s.parents) == 1:
+        for s in changed:
+            if before[s.id] is None and s.parents and s.type == "traverse_node" and len(s.parents) == 1:
                 children[s.parents[0]] = children.get(s.parents[0], 0) + 1
-        for s in st.steps:
-            old = before.get(s.id)
+        for s in changed:
+            old = before[s.id]
+            old = (old["phase"], old.get("expanded", False)) if old is not None else None
             if s.phase in ("Succeeded", "Failed") and (old is None or old[0] not in ("Succeeded", "Failed")):
                 metrics.STEPS_FINISHED.labels(step_type=s.type, outcome=s.phase.lower()).inc()
                 if s.tokens:
@@ -313,4 +608,4 @@ class RunReconciler:
             metrics.BUDGET_EXHAUSTED.labels(budget=name).inc()
         if d.done:
             metrics.DEPTH.observe(st.maxDepthReached)
-        _update_gauges(self.uid, st.phase, sum(1 for s in st.steps if s.phase == "Running") if not d.done else 0)
+        _update_gauges(self.uid, st.phase, len(running_steps(st)) if not d.done else 0)

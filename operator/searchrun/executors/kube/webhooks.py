@@ -11,22 +11,29 @@ from .handlers import STATE
 
 
 @kopf.on.validate(GROUP, VERSION, PLURAL, id="validate", operations=["CREATE", "UPDATE"])
-def validate(spec, old, operation, warnings, subresource=None, **_) -> None:
+def validate(body, old, operation, warnings, subresource=None, **_) -> None:
     if subresource:
         return
+    # The raw spec, not kopf's view of it: a spec that is not an object must get a field
+    # error, not a crash of the view ("The structure is not a dict ...", HTTP 500).
+    spec = body.get("spec")
     old_spec = (old or {}).get("spec") if operation == "UPDATE" else None
-    verdict = review(dict(spec or {}), STATE.config.policy, old_spec=dict(old_spec) if old_spec is not None else None)
+    verdict = review(dict(spec) if isinstance(spec, dict) else spec, STATE.config.policy,
+                     old_spec=dict(old_spec) if isinstance(old_spec, dict) else old_spec)
     if not verdict.allowed:
         metrics.ADMISSION_REJECTIONS.labels(reason=verdict.reason).inc()
         raise kopf.AdmissionError(verdict.message, code=422)
 
 
 @kopf.on.mutate(GROUP, VERSION, PLURAL, id="defaults", operations=["CREATE"])
-def mutate(spec, patch, warnings, **_) -> None:
-    verdict = review(dict(spec or {}), STATE.config.policy, clamp=True)
+def mutate(body, patch, warnings, **_) -> None:
+    spec = body.get("spec")
+    if not isinstance(spec, dict):
+        return  # the CRD schema rejects it, naming the field
+    verdict = review(dict(spec), STATE.config.policy, clamp=True)
     if not verdict.allowed:
         return  # the validating webhook rejects it with the reason
-    if verdict.spec != dict(spec or {}):
+    if verdict.spec != dict(spec):
         patch["spec"] = verdict.spec
     if verdict.warnings:
         metrics.ADMISSION_CLAMPS.inc()

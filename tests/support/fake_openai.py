@@ -1,0 +1,90 @@
+"""A fake OpenAI-compatible chat completions server (a test peer): it answers the openai
+agent's four questions from the prompt itself, records what it was sent, can be slowed down
+(to keep a step's pod busy) and can misbehave like some real servers do (echo the key back in
+an error)."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from .s3server import free_port
+
+
+class FakeOpenAI:
+    def __init__(self, host: str):
+        self.host = host
+        self.port = free_port(host)
+        self.requests: list[dict] = []          # {"auth": ..., "prompt": ..., "t": ...}
+        self.delay_seconds = 0.0                 # every answer waits this long
+        self.echo_key_status: int | None = None  # e.g. 401: answer with an error that quotes the key ...
+        self.echo_key_models: set[str] = set()   # ... to every request, or to requests for these models
+        self._lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(n) or b"{}")
+                prompt = "\n".join(m.get("content", "") for m in body.get("messages", []))
+                auth = self.headers.get("Authorization", "")
+                with fake._lock:
+                    fake.requests.append({"auth": auth, "prompt": prompt, "t": time.time(), "path": self.path})
+                if fake.delay_seconds:
+                    time.sleep(fake.delay_seconds)
+                if fake.echo_key_status or body.get("model") in fake.echo_key_models:
+                    key = auth.removeprefix("Bearer ")
+                    self._send(fake.echo_key_status or 401, {"error": {"message": f"Incorrect API key provided: {key}. "
+                                                                          f"You can find your API key at https://example.invalid.",
+                                                                "type": "invalid_request_error"}})
+                    return
+                content = json.dumps(answer(prompt))
+                self._send(200, {"id": "chatcmpl-fake", "object": "chat.completion", "model": body.get("model"),
+                                 "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                                              "finish_reason": "stop"}],
+                                 "usage": {"prompt_tokens": 40, "completion_tokens": 20, "total_tokens": 60}})
+
+            def _send(self, code: int, obj: dict) -> None:
+                data = json.dumps(obj).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer((host, self.port), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def answer(prompt: str) -> dict:
+    """What a cooperative model would say to the openai agent's prompts."""
+    if "Classify this search query" in prompt:
+        return {"intent": "simple", "reason": "a short lookup"}
+    if "best places to start searching" in prompt:
+        ids = re.findall(r"^- ([^:\s]+):", prompt, flags=re.M)
+        return {"ids": ids[:2], "reason": "the first candidates"}
+    if "For each document say whether it answers the query" in prompt:
+        ids = re.findall(r"^\[([^\]]+)\]", prompt, flags=re.M)
+        return {"results": [{"id": d, "relevant": True, "score": 0.9 - 0.1 * i, "answer": "a fake answer"}
+                            for i, d in enumerate(ids[:3])]}
+    if "Does this document answer the query" in prompt:
+        return {"relevant": True, "score": 0.8, "answer": "a fake answer", "next": [], "reason": "fake"}
+    return {}
