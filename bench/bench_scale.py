@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import base64
 import bisect
+import heapq
 import json
 import os
 import signal
@@ -348,6 +349,8 @@ class Driver:
     def __init__(self, cluster: Cluster, s3: S3Server, graph: SyntheticGraph, complete_after: Optional[float] = None):
         self.cluster, self.graph, self.complete_after = cluster, graph, complete_after
         self.local = threading.local()
+        self.due: list = []  # (when, name, job): Jobs to complete (jobs mode, complete_after > 0)
+        self.due_lock = threading.Condition()
         self.s3client = s3.client()
         self.pool = ThreadPoolExecutor(8, thread_name_prefix="driver")
         self.jobs: dict[str, dict] = {}  # job name -> {added, complete, run, step, written}
@@ -361,6 +364,10 @@ class Driver:
         t = threading.Thread(target=self._watch, args=(ns,), daemon=True)
         t.start()
         self.threads.append(t)
+        if self.complete_after and not any(t.name == "driver-timer" for t in self.threads):
+            t = threading.Thread(target=self._timer, name="driver-timer", daemon=True)
+            t.start()
+            self.threads.append(t)
 
     def _write(self, name: str, job: dict) -> None:
         try:
@@ -372,9 +379,28 @@ class Driver:
             with self.lock:
                 self.jobs[name]["written"] = time.monotonic()
             if self.complete_after is not None:
-                if self.complete_after > 0:
-                    time.sleep(self.complete_after)
-                self._complete(job)
+                if self.complete_after > 0:  # later, without holding a pool thread
+                    with self.due_lock:
+                        heapq.heappush(self.due, (time.monotonic() + self.complete_after, name, job))
+                        self.due_lock.notify()
+                else:
+                    self._complete(job)
+        except Exception as e:  # noqa: BLE001
+            self.errors.append(f"{name}: {type(e).__name__}: {e}")
+
+    def _timer(self) -> None:
+        while not self.stop_ev.is_set():
+            with self.due_lock:
+                wait = (self.due[0][0] - time.monotonic()) if self.due else 0.2
+                if wait > 0:
+                    self.due_lock.wait(min(wait, 0.2))
+                    continue
+                _, name, job = heapq.heappop(self.due)
+            self.pool.submit(self._complete_logged, name, job)
+
+    def _complete_logged(self, name: str, job: dict) -> None:
+        try:
+            self._complete(job)
         except Exception as e:  # noqa: BLE001
             self.errors.append(f"{name}: {type(e).__name__}: {e}")
 
@@ -540,6 +566,10 @@ class Bench:
             self.identity.cleanup()
         self.s3.stop()
 
+    def step_ms(self, tag: str) -> int:
+        """jobs mode: how long a step Job runs (--job-ms, else the scenario's own)."""
+        return self.args.job_ms if self.args.job_ms is not None else STEP_MS.get(tag, 0)
+
     def other_cpu(self) -> dict[str, float]:
         """CPU seconds of everything else on the machine that the bench touches."""
         out = self.cluster.cpu_seconds()
@@ -630,7 +660,7 @@ class Bench:
         if self.managed_by:
             # phase 2: the same, while the driver writes each Job's result and completes it (what an operator run carries)
             loaded = True
-            driver = Driver(self.cluster, self.s3, self.graph, complete_after=self.args.job_ms / 1000)
+            driver = Driver(self.cluster, self.s3, self.graph, complete_after=self.step_ms("limit") / 1000)
             driver.watch(ns)
             time.sleep(1.0)
             t0 = time.monotonic()
@@ -657,11 +687,12 @@ class Bench:
         opconf.update(self.args.operator_config or {})
         (self.work / tag).mkdir()
         op = Operator(self.identity, self.s3, opconf, self.work / tag, namespaces=ns)
-        driver = Driver(self.cluster, self.s3, self.graph, complete_after=self.args.job_ms / 1000 if self.managed_by else None)
+        res: dict = {"runs": len(docs)}
+        driver = Driver(self.cluster, self.s3, self.graph, complete_after=self.step_ms(tag) / 1000 if self.managed_by else None)
+        res["step_ms"] = self.step_ms(tag) if self.managed_by else None
         from kubernetes import client
 
         custom = client.CustomObjectsApi(self.cluster.new_api())
-        res: dict = {"runs": len(docs)}
         spy = None
         try:
             op.start()
@@ -756,6 +787,7 @@ class Bench:
                 "late_results": late, "driver_errors": len(driver.errors),
                 "api_all_per_step": api_all / max(1, n_jobs), "api_op_per_step": (op1 - op0) / max(1, n_jobs),
                 "api_by": {k: by1.get(k, 0) - by0.get(k, 0) for k in ("PATCH searchruns/status", "POST jobs", "POST events")},
+                "api_all_by": dict(sorted(((k, by1[k] - by0.get(k, 0)) for k in by1 if by1[k] - by0.get(k, 0) > 0), key=lambda kv: -kv[1])[:15]),
                 "cpu_s": cpu, "rss_peak_mib": hwm / 1024,
                 "passes": passes.get("searchrun_reconcile_seconds_count", 0),
                 "pass_ms": 1000 * passes.get("searchrun_reconcile_seconds_sum", 0) / max(1, passes.get("searchrun_reconcile_seconds_count", 0)),
@@ -780,14 +812,14 @@ class Bench:
     def shape(self, tag: str, budget: dict, timeout: float = 1800) -> None:
         ns = self.namespace(tag)
         log(f"{tag}: one run, budget {budget}")
-        r = self.run_operator(tag, [searchrun(f"{tag}-0", ns, budget)], timeout, profile=self.args.profile == tag)
+        r = self.run_operator(tag, [searchrun(f"{tag}-0", ns, budget)], self.args.timeout or timeout, profile=self.args.profile == tag)
         self.rows[tag] = r
         log(f"{tag}: {json.dumps(r, default=str)[:1500]}")
 
     def many(self, runs: int, budget: dict, timeout: float = 1800) -> None:
         ns = self.namespace("many")
         log(f"many: {runs} runs at once, budget {budget}")
-        r = self.run_operator("many", [searchrun(f"run-{i:03d}", ns, budget) for i in range(runs)], timeout,
+        r = self.run_operator("many", [searchrun(f"run-{i:03d}", ns, budget) for i in range(runs)], self.args.timeout or timeout,
                               profile=self.args.profile == "many")
         self.rows["many"] = r
         log(f"many: {json.dumps(r, default=str)[:1500]}")
@@ -800,6 +832,9 @@ SHAPES = {
     # 10,000 steps (the most a run may have): 9,996 traverse steps
     "big": {"maxAgents": 10, "maxFanoutPerNode": 10, "maxDepth": 5, "maxSteps": 10000, "maxParallel": 100},
 }
+# jobs mode: how long a step runs. 0: as fast as the bench can complete them (throughput); deep
+# paces its steps (500 ms) so that the machine is not saturated and the hand-off is orchestration's.
+STEP_MS = {"wide": 0, "deep": 500, "many": 0, "big": 0, "limit": 0}
 SMALL = {"maxAgents": 3, "maxFanoutPerNode": 2, "maxDepth": 2, "maxSteps": 30, "maxParallel": 4}
 
 
@@ -834,7 +869,9 @@ def table(b: Bench, args) -> str:
         row("budget (agents/fan-out/depth/steps/parallel)", lambda r: "")
         out[-1] = "| budget (agents / fan-out / depth / maxSteps / maxParallel) | " + " | ".join(
             "{maxAgents}/{maxFanoutPerNode}/{maxDepth}/{maxSteps}/{maxParallel}".format(**budgets[c]) for c in cols) + " |"
-        row("runs: phase", lambda r: ", ".join(f"{p} {r['phases'].count(p)}" for p in sorted(set(r["phases"]))))
+        row("step time (jobs mode: the bench completes a Job this long after its result)", lambda r: f"{r['step_ms']} ms" if r.get("step_ms") is not None else f"pods on kwok, Running {args.pod_ms} ms")
+        row("runs: phase", lambda r: ", ".join(f"{p} {r['phases'].count(p)}" for p in sorted(set(r["phases"])))
+            + (f", unfinished {r['runs'] - len(r['phases'])}" if len(r["phases"]) < r["runs"] else ""))
         row("Jobs (steps)", lambda r: f"{r['jobs']} ({r['steps']})")
         row("total wall time", lambda r: f"{r['wall_s']:.1f} s")
         row("Jobs created/s (first to last Job)", lambda r: f"{r['jobs_per_s']:.1f}")
@@ -868,7 +905,8 @@ def main() -> int:
     ap.add_argument("--mode", choices=("jobs", "pods"), default="jobs",
                     help="jobs: this process completes the Jobs (spec.managedBy); pods: Kubernetes' Job controller, pods on kwok")
     ap.add_argument("--pod-ms", type=int, default=200, help="pods mode: a Job pod is Running this long before it Succeeds")
-    ap.add_argument("--job-ms", type=int, default=0, help="jobs mode: a Job succeeds this long after its result is written")
+    ap.add_argument("--job-ms", type=int, default=None,
+                    help="jobs mode: a Job succeeds this long after its result is written (default: per scenario, STEP_MS)")
     ap.add_argument("--docs", type=int, default=60000, help="documents in the synthetic graph")
     ap.add_argument("--limit-jobs", type=int, default=600)
     ap.add_argument("--limit-sequential", type=int, default=100)
@@ -876,6 +914,7 @@ def main() -> int:
     ap.add_argument("--profile", default="", help="py-spy record the operator during this scenario (speedscope JSON in the workdir)")
     ap.add_argument("--profile-args", default="", help="more py-spy record arguments, e.g. --gil (only samples holding the GIL: CPU)")
     ap.add_argument("--operator-config", type=json.loads, default=None, help="JSON merged into the operator's config")
+    ap.add_argument("--timeout", type=float, default=None, help="give up on a scenario's runs after this many seconds")
     ap.add_argument("--json", help="also write the raw figures here")
     args = ap.parse_args()
     only = args.only.split(",")
@@ -896,7 +935,7 @@ def main() -> int:
         if args.json:
             Path(args.json).write_text(json.dumps(b.rows, indent=1, default=str))
     how = (f"pods mode (Kubernetes' Job controller, pods on kwok, Running for {args.pod_ms} ms)" if args.mode == "pods" else
-           f"jobs mode (spec.managedBy: the bench completes each Job {args.job_ms} ms after its result)")
+           "jobs mode (spec.managedBy: the bench completes each Job once its result is written)")
     print(f"# bench_scale, {how}: {os.cpu_count()} cores, kernel {os.uname().release}, Kubernetes {b.cluster.version()}, "
           f"workdir {b.work}\n")
     print(table(b, args))
