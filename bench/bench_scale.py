@@ -1,6 +1,6 @@
 """Fan-out at scale, measured against the limit (issue 7). Prints a table; not a test.
 
-    hack/local-cluster.sh up                      # the local cluster (hack/kwok.sh builds kwok on first use)
+    hack/local-cluster.sh up                      # else the bench brings it up (and leaves it up); kwok: hack/kwok.sh
     flock /tmp/searchrun-cluster.lock .venv/bin/python bench/bench_scale.py --mode jobs   # limit,wide,deep,many,big
     flock /tmp/searchrun-cluster.lock .venv/bin/python bench/bench_scale.py --mode pods --only limit,wide,deep,many
 
@@ -99,7 +99,12 @@ def pct(xs: list[float], q: float) -> float:
 
 class Cluster:
     def __init__(self):
-        out = subprocess.run([str(REPO / "hack/local-cluster.sh"), "env"], capture_output=True, text=True, check=True).stdout
+        script = str(REPO / "hack/local-cluster.sh")
+        if subprocess.run([script, "status"], capture_output=True).returncode:
+            # as a test session does; left up for whoever comes next (SEARCHRUN_KEEP_CLUSTER)
+            log("the local cluster is not up: hack/local-cluster.sh up")
+            subprocess.run([script, "up"], capture_output=True, check=True)
+        out = subprocess.run([script, "env"], capture_output=True, text=True, check=True).stdout
         env = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
         self.kubeconfig, self.kubectl_path, self.host_ip = env["KUBECONFIG"], env["KUBECTL"], env["HOST_IP"]
         from kubernetes import config
@@ -898,6 +903,39 @@ def table(b: Bench, args) -> str:
     return "\n".join(out)
 
 
+COMPARE_ROWS = [
+    ("total wall time (s)", lambda r: f"{r['wall_s']:.1f}"),
+    ("Jobs created/s, busiest 10 s", lambda r: f"{r['jobs_per_s_best_10s']:.1f}"),
+    ("hand-off p50 / p99 (ms)", lambda r: f"{r['handoff_p50_ms']:.0f} / {r['handoff_p99_ms']:.0f}"),
+    ("API requests per step: operator / all", lambda r: f"{r['api_op_per_step']:.2f} / {r['api_all_per_step']:.1f}"),
+    ("status patches per step", lambda r: f"{r['api_by']['PATCH searchruns/status'] / max(1, r['jobs']):.2f}"),
+    ("operator CPU per step (ms)", lambda r: f"{r['cpu_s'] / max(1, r['jobs']) * 1000:.1f}"),
+    ("operator peak RSS (MiB)", lambda r: f"{r['rss_peak_mib']:.0f}"),
+    ("passes, mean pass time (ms)", lambda r: f"{r['passes']:.0f}, {r['pass_ms']:.0f}"),
+]
+
+
+def compare(paths: list[str]) -> str:
+    """Side by side figures of several --json files (e.g. before and after a change)."""
+    data = [json.loads(Path(x).read_text()) for x in paths]
+    out = []
+    for tag in ("wide", "deep", "many", "big"):
+        have = [d.get(tag) for d in data]
+        if not any(have):
+            continue
+        out += [f"### {tag}", "", "| | " + " | ".join(Path(x).stem for x in paths) + " |", "|---|" + "---|" * len(paths)]
+        for label, f in COMPARE_ROWS:
+            vals = []
+            for r in have:
+                try:
+                    vals.append(f(r) if r else "–")
+                except (KeyError, TypeError, ValueError, ZeroDivisionError):
+                    vals.append("–")
+            out.append(f"| {label} | " + " | ".join(vals) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", default="limit,wide,deep,big,many", help="comma-separated: limit, wide, deep, big, many")
@@ -916,7 +954,11 @@ def main() -> int:
     ap.add_argument("--operator-config", type=json.loads, default=None, help="JSON merged into the operator's config")
     ap.add_argument("--timeout", type=float, default=None, help="give up on a scenario's runs after this many seconds")
     ap.add_argument("--json", help="also write the raw figures here")
+    ap.add_argument("--compare", nargs="+", metavar="JSON", help="print the figures of these --json files side by side, and exit")
     args = ap.parse_args()
+    if args.compare:
+        print(compare(args.compare))
+        return 0
     only = args.only.split(",")
     b = Bench(args)
     try:

@@ -284,12 +284,11 @@ def main(argv: list[str]) -> int:
         result = run_step(ctx)
         payload = result.to_dict()
         payload["seconds"] = round(time.monotonic() - t0, 4)
-        try:
-            from .artifacts import step_key
+        from .artifacts import step_key
 
-            _store(ctx).put_json(step_key(ctx.run_uid, ctx.step["stepId"], int(ctx.step["attempt"]), "result.json"), payload)
-        except Exception as e:  # the result file still carries the decision
-            print(f"warning: could not store result.json: {e}", file=sys.stderr)
+        # result.json is the step's commit: the operator reads nothing else. A step that cannot
+        # store it has not finished; it fails (and is retried) rather than exit 0 without it.
+        _store(ctx).put_json(step_key(ctx.run_uid, ctx.step["stepId"], int(ctx.step["attempt"]), "result.json"), payload)
         _write_result(args.result_file, payload)
         print(json.dumps(payload, separators=(",", ":")))
         return 0

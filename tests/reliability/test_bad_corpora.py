@@ -3,7 +3,7 @@ what is wrong; never a hang or a traceback.
 
 Local runs (``searchrun run``, every step a subprocess of the same step entrypoint a Job runs)
 cover the corpus shapes; one corpus is also read from s3:// by step Jobs on the cluster
-(tests/reliability/test_fuzz_admission.py has the cluster module's operator). Malformed step
+(test_fuzz_admission.py::test_corpora_from_s3_on_the_cluster_finish_or_fail_clearly). Malformed step
 results are fed to the operator's reader (``observe_job``) with hypothesis, and on the cluster
 in test_fuzz_admission.py.
 """
@@ -21,36 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from searchrun.executors.kube.jobs import observe_job
-
-QUERY = "How can quantum computing speed up machine learning, and what limits it?"
-
-TOPIC = ("Quantum computing can speed up machine learning: quantum kernels and variational circuits, "
-         "amplitude encoding of data, and the limits that noise, decoherence and data loading put on it. ")
-
-
-def doc(i: str, links: list[str], content: str = TOPIC, kind: str = "related") -> dict:
-    return {"id": i, "title": f"Quantum machine learning {i}", "content": content, "type": "article",
-            "relationships": {kind: links}, "metadata": {}}
-
-
-def graph(*docs: dict) -> bytes:
-    return json.dumps({"documents": {d["id"]: d for d in docs}}).encode()
-
-
-CORPORA: dict[str, tuple[bytes, str]] = {
-    # name: (corpus bytes, expected outcome: "ok" or a fragment of the error)
-    "cycle": (graph(doc("a", ["b"]), doc("b", ["c"]), doc("c", ["a"])), "ok"),
-    "self-links": (graph(doc("a", ["a", "b"]), doc("b", ["b"]), doc("c", ["c", "a"])), "ok"),
-    "missing-links": (graph(doc("a", ["nowhere", "b"]), doc("b", ["gone", "also-gone"]), doc("c", ["x" * 200])), "ok"),
-    "all-links-missing": (graph(doc("a", ["n1"]), doc("b", ["n2"])), "ok"),
-    "huge-document": (graph(doc("a", ["b"], content=(TOPIC * 6000)[:950_000]), doc("b", ["a"])), "ok"),  # 950,000 characters (limit 1,000,000)
-    "over-the-document-limit": (graph(doc("a", ["b"], content="q" * 1_000_001), doc("b", [])), "limit 1000000"),
-    "invalid-utf8": (b'{"documents": {"a": {"id": "a", "title": "\xff\xfe broken", "content": "quantum"}}}', "not valid UTF-8"),
-    "truncated-json": (b'{"documents": {"a": {"id": "a", "title": ', "invalid JSON"),
-    "no-documents": (b'{"documents": {}}', "has no documents"),
-    "not-a-graph": (b'["quantum", "machine", "learning"]', "expected an object"),
-    "nested-too-deep": (b'{"documents": ' + b"[" * 100000 + b"]" * 100000 + b"}", "nested too deeply"),
-}
+from support.corpora import CORPORA, QUERY
 
 
 def run_local(tmp_path: Path, corpus: bytes, name: str) -> tuple[subprocess.CompletedProcess, dict | None]:

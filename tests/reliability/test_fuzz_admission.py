@@ -32,7 +32,8 @@ from searchrun.engine import job_name
 from support.reliability import DEFAULT_CONFIG, delete_namespace, figure, make_namespace
 from support.runs import BUCKET
 
-pytestmark = [pytest.mark.cluster, pytest.mark.s3]
+pytestmark = [pytest.mark.cluster, pytest.mark.s3,
+              pytest.mark.filterwarnings("ignore:Generating overly large repr")]  # (huge generated strings)
 
 CAPS = DEFAULT_CONFIG["policy"]["caps"]
 POLICY = Policy.model_validate(DEFAULT_CONFIG["policy"])
@@ -354,7 +355,7 @@ def test_every_key_in_the_bucket_is_under_a_run_prefix(rel_s3, cluster, fuzz_ns)
 
 
 def test_corpora_from_s3_on_the_cluster_finish_or_fail_clearly(cluster, operator, fuzz_ns, rel_s3):
-    from test_bad_corpora import CORPORA, QUERY
+    from support.corpora import CORPORA, QUERY
 
     prefix = f"test-corpora/{uuid.uuid4().hex[:8]}"
     runs = {}

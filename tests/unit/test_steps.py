@@ -57,3 +57,27 @@ def test_step_without_context_fails_clearly(tmp_path):
     p = subprocess.run([sys.executable, "-m", "searchrun", "step", "--result-file", str(tmp_path / "r")], env=env,
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 1 and "SEARCHRUN_STEP is not set" in p.stderr
+
+
+def test_a_step_that_cannot_commit_its_result_fails(tmp_path, monkeypatch, capsys):
+    """result.json is the commit: without it the step has not finished, so it fails and is retried
+    (it used to exit 0 and leave the operator waiting for a result that never came)."""
+    from searchrun import steps
+    from searchrun.artifacts import ArtifactError, FileStore
+
+    real_put = FileStore.put_bytes
+
+    def put_bytes(self, key, data, **kw):
+        if key.endswith("/result.json"):
+            raise ArtifactError(f"artifact {key}: the store is unreachable")
+        return real_put(self, key, data, **kw)
+
+    monkeypatch.setattr(FileStore, "put_bytes", put_bytes)
+    ctx = _ctx(tmp_path, {"stepId": "simple", "type": "simple_search", "attempt": 1, "parents": ["detect"],
+                          "depth": 0, "k": 3, "tokenAllowance": 5000, "inputs": []})
+    monkeypatch.setenv(STEP_ENV, ctx.to_json())
+    out = tmp_path / "termination-log"
+    assert steps.main(["--result-file", str(out)]) == 1
+    error = json.loads(out.read_text())["error"]
+    assert "result.json" in error and "unreachable" in error, error
+    assert "step failed" in capsys.readouterr().err

@@ -548,6 +548,9 @@ class RunReconciler:
         d = reconcile(self.spec, self.status, obs, self.clock(), self.uid, complete=self.cache.synced.is_set())
         metrics.DECISION_SECONDS.observe(time.perf_counter() - t1)
         self.status = d.status
+        for sid, o in obs.items():
+            if o.state != "running":
+                self.results.pop(sid, None)  # applied: the step is not read again (a 10,000-step run held them all)
         before = self._sync(d.status)
         if any(a.needs_lineage for a in d.start) or (d.done and self.offloaded):
             self.write_lineage(d.status)
