@@ -87,10 +87,11 @@ start() {
   local name="$1"; shift
   mkdir -p "$LOGS" "$PIDS"
   log "starting $name"
-  # The inner bash writes its own pid, then execs the binary: the pid file names the binary's
-  # process whether or not setsid forked.
-  setsid bash -c 'echo $$ > "$0"; exec "$@"' "$PIDS/$name.pid" "$@" \
-    </dev/null >>"$LOGS/$name.log" 2>&1 8>&- &
+  # The inner bash writes its own pid, closes every inherited descriptor above 2 (a caller's
+  # `flock FILE hack/local-cluster.sh up` would otherwise stay locked for the daemons' lifetime),
+  # then execs the binary: the pid file names the binary's process whether or not setsid forked.
+  setsid bash -c 'echo $$ > "$0"; for fd in /proc/$$/fd/*; do fd=${fd##*/}; [[ $fd -gt 2 ]] && eval "exec $fd>&-"; done 2>/dev/null; exec "$@"' \
+    "$PIDS/$name.pid" "$@" </dev/null >>"$LOGS/$name.log" 2>&1 8>&- &
   local i
   for i in $(seq 1 50); do [[ -s "$PIDS/$name.pid" ]] && break; sleep 0.1; done
   sleep 0.3
