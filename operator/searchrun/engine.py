@@ -425,7 +425,8 @@ class _Planner:
                 self.st.reportURI = r.output
             if s.type in (T_SIMPLE_SEARCH, T_AGGREGATE_RESULTS):
                 self.st.answers = r.answers
-            s.message = None
+            # an executor that retried the step itself may say why the earlier attempts failed
+            s.message = f"succeeded on attempt {s.attempts}; an earlier attempt failed: {obs.message[:400]}" if obs.message else None
             self.set_phase(s, StepPhase.Succeeded)
             # No event per successful step: events are for milestones (a 1,000-step run would post 1,000).
             return

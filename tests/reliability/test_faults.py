@@ -173,6 +173,10 @@ def test_s3_unreachable_for_30s_mid_run(cluster, operator, run_ns, rel_s3):
         for s in st["steps"]:
             if s.get("job"):
                 assert s["attempts"] == 1 + failed[s["job"]], (s, failed)  # each retried pod counted once
+        # a step that succeeded on a retried pod says why the earlier pod failed (from its termination message)
+        told = [s["message"] for s in st["steps"] if s.get("attempts", 0) > 1 and s["phase"] == "Succeeded"]
+        figure("s3 outage: message of a step retried by its Job", told[:1])
+        assert all(m and m.startswith("succeeded on attempt ") and len(m.split("failed: ", 1)[-1]) > 5 for m in told), told
     else:
         assert any(w in (st.get("message") or "") for w in ("s3", "S3", "artifact", "Could not connect")), st.get("message")
 

@@ -113,6 +113,19 @@ def test_failed_step_is_retried_with_exponential_backoff_then_succeeds():
     assert [a.step_id for a in d.start] == ["simple"]
 
 
+def test_a_step_retried_by_its_executor_says_why_the_earlier_attempt_failed():
+    """On a cluster the Job retries the pod; the step still tells the story in its message."""
+    s = SearchRunSpec(query="q", steps={"retries": 2})
+    d = reconcile(s, None, {}, T0, UID)
+    d = reconcile(s, d.status, {"detect": Observation("detect", 1, "succeeded", result=StepResult(intent="simple"), attempts=2,
+                                                      message="ArtifactError: the store is unreachable")}, T0, UID)
+    detect = by_id(d.status)["detect"]
+    assert detect.phase == "Succeeded" and detect.attempts == 2
+    assert detect.message == "succeeded on attempt 2; an earlier attempt failed: ArtifactError: the store is unreachable"
+    d = reconcile(s, d.status, {"simple": Observation("simple", 1, "succeeded", result=StepResult(answers=1), attempts=1)}, T0, UID)
+    assert by_id(d.status)["simple"].message is None
+
+
 def test_detect_failing_for_good_falls_back_to_simple_search():
     s = SearchRunSpec(query="q", steps={"retries": 0})
     d = reconcile(s, None, {}, T0, UID)

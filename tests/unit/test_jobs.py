@@ -74,6 +74,11 @@ def test_observing_jobs():
     running = _job_with_status({"active": 1}, failed=1)
     o = observe_job(running)
     assert o.state == "running" and o.attempts == 2
+    # a retried pod succeeded: the earlier pod's error is kept, only when there was one
+    retried = _job_with_status({"conditions": [{"type": "Complete", "status": "True"}]}, failed=1)
+    o = observe_job(retried, {"tokens": 5}, pod_message="ArtifactError: the store is unreachable")
+    assert o.state == "succeeded" and o.attempts == 2 and o.message == "ArtifactError: the store is unreachable"
+    assert observe_job(ok, {"tokens": 5}, pod_message="stale").message == ""
 
 
 def test_pod_error_reads_the_termination_message():

@@ -127,7 +127,9 @@ def observe_job(job: Mapping, result: Optional[dict | str] = None, pod_message: 
                 raise ValueError("the step's result.json is missing")
         except ValueError as e:
             return Observation(step_id, attempt, "failed", message=f"malformed step result: {e}", final=True, attempts=failed + 1)
-        return Observation(step_id, attempt, "succeeded", result=r, attempts=failed + 1)
+        # pod_message: why an earlier pod of this Job failed (its retry succeeded)
+        return Observation(step_id, attempt, "succeeded", result=r, attempts=failed + 1,
+                           message=pod_message if failed else "")
     if state == "failed":
         cond = _conditions(job).get("Failed") or _conditions(job).get("FailureTarget") or {}
         why = f"{cond.get('reason', 'Failed')}: {cond.get('message', '')}".strip(": ")

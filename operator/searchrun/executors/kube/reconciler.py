@@ -384,12 +384,14 @@ class RunReconciler:
         self.results[step_id] = data
         return data
 
-    def _pod_error(self, job_name: str) -> str:
+    def _pod_error(self, job_name: str, failed_pods_only: bool = False) -> str:
         try:
             pods = self.core.list_namespaced_pod(self.namespace, label_selector=f"job-name={job_name}", _preload_content=False)
             items = json.loads(pods.data).get("items", [])
         except ApiException:
             return ""
+        if failed_pods_only:
+            items = [p for p in items if (p.get("status") or {}).get("phase") == "Failed"]
         items.sort(key=lambda p: p["metadata"].get("creationTimestamp") or "")
         return pod_error(items[-1]) if items else ""
 
@@ -437,7 +439,12 @@ class RunReconciler:
                 del self.unreadable_since[sid]
                 continue
             self.unreadable_since.pop(sid, None)
-            msg = self._pod_error(job["metadata"]["name"]) if state == "failed" else ""
+            msg = ""
+            if state == "failed":
+                msg = self._pod_error(job["metadata"]["name"])
+            elif state == "succeeded" and int((job.get("status") or {}).get("failed") or 0):
+                # succeeded on a retried pod: say why the earlier one failed (one LIST, once per step)
+                msg = self._pod_error(job["metadata"]["name"], failed_pods_only=True)
             obs[sid] = observe_job(job, result, msg)
         for sid, why in list(self.create_errors.items()):
             if sid in running:
