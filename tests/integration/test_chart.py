@@ -34,6 +34,7 @@ from typing import Any
 import pytest
 import yaml
 
+from support.runs import manifest
 from support.s3server import S3Server, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -628,15 +629,9 @@ def _merge(base: dict, extra: dict) -> dict:
 
 
 def example(name: str | None = None, path: str = "searchrun.yaml", **spec) -> dict:
-    doc = yaml.safe_load((REPO / "examples" / path).read_text())
+    doc = manifest(REPO / "examples" / path, **spec)
     if name:
         doc["metadata"]["name"] = name
-    for dotted, value in spec.items():
-        node = doc["spec"]
-        keys = dotted.split("__")
-        for k in keys[:-1]:
-            node = node.setdefault(k, {})
-        node[keys[-1]] = value
     return doc
 
 

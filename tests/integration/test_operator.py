@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from support.operator_process import Operator
-from support.runs import (apply, assert_budgets_hold, assert_jobs_match_lineage, get_run, manifest, run_jobs,
-                          s3_object, wait_finished)
+from support.runs import (TEST_OPERATOR_CONFIG, apply, assert_budgets_hold, assert_jobs_match_lineage, get_run, manifest,
+                          run_jobs, s3_object, wait_finished)
 from support.s3server import S3Server, free_port
 
 pytestmark = [pytest.mark.cluster, pytest.mark.s3]
@@ -38,21 +38,11 @@ def cluster_s3(cluster):
     server.stop()
 
 
-POLICY = {
-    "policy": {
-        "mode": "reject",
-        "clamp": ["maxParallel", "maxTokens"],
-        "caps": {"maxAgents": 5, "maxDepth": 3, "maxSteps": 60, "maxParallel": 4, "maxTokens": 150000, "maxCostUSD": 5},
-    },
-    "resyncSeconds": 5,
-}
-
-
 @pytest.fixture(scope="module")
 def operator(cluster, cluster_s3, tmp_path_factory):
     cluster.kubectl("apply", "-f", str(REPO / "crds"))
     cluster.kubectl("wait", "--for=condition=Established", "crd/searchruns.searchrun.dev", "--timeout=60s")
-    op = Operator(cluster, cluster_s3, POLICY, tmp_path_factory.mktemp("operator"), namespaces=f"{NS_PREFIX}*", bucket=BUCKET)
+    op = Operator(cluster, cluster_s3, TEST_OPERATOR_CONFIG, tmp_path_factory.mktemp("operator"), namespaces=f"{NS_PREFIX}*", bucket=BUCKET)
     op.start()
     try:
         yield op

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .operator_process import Operator
-from .runs import BUCKET, REPO
+from .runs import BUCKET, REPO, TEST_OPERATOR_CONFIG
 from .s3server import S3Server
 from .tcpproxy import TcpProxy
 
@@ -42,14 +42,7 @@ class ProxiedS3:
         return out
 
 
-DEFAULT_CONFIG = {
-    "policy": {
-        "mode": "reject",
-        "clamp": ["maxParallel", "maxTokens"],
-        "caps": {"maxAgents": 5, "maxDepth": 3, "maxSteps": 60, "maxParallel": 4, "maxTokens": 150000, "maxCostUSD": 5},
-    },
-    "resyncSeconds": 5,
-}
+DEFAULT_CONFIG = TEST_OPERATOR_CONFIG
 
 
 @contextmanager

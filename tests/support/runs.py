@@ -17,6 +17,17 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
 BUCKET = "searchrun"
 
+# The operator-as-a-process of the integration and reliability tests: reject over the caps,
+# clamp maxParallel and maxTokens, resync often.
+TEST_OPERATOR_CONFIG = {
+    "policy": {
+        "mode": "reject",
+        "clamp": ["maxParallel", "maxTokens"],
+        "caps": {"maxAgents": 5, "maxDepth": 3, "maxSteps": 60, "maxParallel": 4, "maxTokens": 150000, "maxCostUSD": 5},
+    },
+    "resyncSeconds": 5,
+}
+
 
 def manifest(path: Path, **spec_overrides) -> dict:
     """A manifest from a file, with ``a__b=value`` overriding ``spec.a.b``."""
