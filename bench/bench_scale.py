@@ -62,7 +62,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from support.operator_process import Operator  # noqa: E402
 from support.s3server import S3Server, free_port  # noqa: E402
 
-from searchrun.artifacts import S3Store, step_key  # noqa: E402
+from searchrun.artifacts import S3Store, result_key  # noqa: E402
 from searchrun.engine import StepResult  # noqa: E402
 from searchrun.executors.kube.jobs import job_state  # noqa: E402
 from searchrun.simulation import SyntheticGraph  # noqa: E402
@@ -380,7 +380,7 @@ class Driver:
             ctx = StepContext.from_json(env[STEP_ENV])
             store = S3Store(ctx.store_uri.split("/")[2], "/".join(ctx.store_uri.split("/")[3:]), client=self.s3client)
             r = fake_result(ctx.step, self.graph, ctx.store_uri)
-            store.put_json(step_key(ctx.run_uid, ctx.step["stepId"], int(ctx.step["attempt"]), "result.json"), r.to_dict(), overwrite=True)
+            store.put_json(result_key(ctx.run_uid, ctx.step["stepId"], int(ctx.step["attempt"])), r.to_dict(), overwrite=True)
             with self.lock:
                 self.jobs[name]["written"] = time.monotonic()
             if self.complete_after is not None:

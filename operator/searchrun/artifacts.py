@@ -117,6 +117,11 @@ def step_key(run_uid: str, step_id: str, attempt: int, name: str) -> str:
     )
 
 
+def result_key(run_uid: str, step_id: str, attempt: int) -> str:
+    """A step attempt's ``result.json``: its commit, written last by the step, read by the executors."""
+    return step_key(run_uid, step_id, attempt, "result.json")
+
+
 def validate_key(key: Any) -> str:
     """Check that ``key`` is a safe relative object key; return it or raise ValueError."""
     if not isinstance(key, str) or not key:

@@ -250,11 +250,17 @@ def _write_result(path: Optional[str], payload: dict) -> None:
         pass
 
 
+def _result_key(ctx: StepContext) -> str:
+    from .artifacts import result_key
+
+    return result_key(ctx.run_uid, ctx.step["stepId"], int(ctx.step["attempt"]))
+
+
 def _committed_result(ctx: StepContext) -> Optional[dict]:
-    from .artifacts import ArtifactNotFound, step_key
+    from .artifacts import ArtifactNotFound
 
     try:
-        return _store(ctx).get_json(step_key(ctx.run_uid, ctx.step["stepId"], int(ctx.step["attempt"]), "result.json"))
+        return _store(ctx).get_json(_result_key(ctx))
     except ArtifactNotFound:
         return None
 
@@ -284,11 +290,9 @@ def main(argv: list[str]) -> int:
         result = run_step(ctx)
         payload = result.to_dict()
         payload["seconds"] = round(time.monotonic() - t0, 4)
-        from .artifacts import step_key
-
         # result.json is the step's commit: the operator reads nothing else. A step that cannot
         # store it has not finished; it fails (and is retried) rather than exit 0 without it.
-        _store(ctx).put_json(step_key(ctx.run_uid, ctx.step["stepId"], int(ctx.step["attempt"]), "result.json"), payload)
+        _store(ctx).put_json(_result_key(ctx), payload)
         _write_result(args.result_file, payload)
         print(json.dumps(payload, separators=(",", ":")))
         return 0

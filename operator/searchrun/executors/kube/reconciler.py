@@ -368,12 +368,12 @@ class RunReconciler:
     # -- observing
 
     def _result(self, step_id: str, attempt: int) -> Optional[dict | str]:
-        from ...artifacts import step_key
+        from ...artifacts import result_key
 
         if step_id in self.results:
             return self.results[step_id]
         try:
-            raw = self.store.get_bytes(step_key(self.uid, step_id, attempt, "result.json"))
+            raw = self.store.get_bytes(result_key(self.uid, step_id, attempt))
         except Exception as e:
             log.warning("%s/%s: cannot read result of %s: %s", self.namespace, self.name, step_id, e)
             return None
