@@ -22,7 +22,7 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Iterable, Literal, Mapping, Optional
+from typing import Callable, Iterable, Literal, Mapping, Optional
 
 from .api import (
     Budget,
@@ -180,6 +180,11 @@ class Decision:
     start: list[StartStep] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     wake_at: Optional[datetime] = None
+    # Ids of the steps this call added or changed: an executor writes only these (status patches,
+    # the offloaded lineage, metrics) and never looks inside the engine's index.
+    changed: frozenset[str] = frozenset()
+    # Ids of the steps in phase Running after this call (the attempts the executor must watch).
+    running: tuple[str, ...] = ()
 
     @property
     def done(self) -> bool:
@@ -199,10 +204,13 @@ def parse_time(s: Optional[str]) -> Optional[datetime]:
     return datetime.fromisoformat(s.replace("Z", "+00:00"))
 
 
-def job_name(run_uid: str, step_id: str) -> str:
-    """Deterministic Job name from the run's uid and the step path (never user text)."""
-    token = "".join(c for c in run_uid.lower() if c in "0123456789abcdef")[:10] or "0"
-    return f"sr-{token}-{step_id}"
+JobNamer = Callable[[str, str], str]
+
+
+def step_attempt_name(run_uid: str, step_id: str) -> str:
+    """The default name of a step's attempt (a local process): its step path. The kube
+    executor passes its own namer (a Job name, by Kubernetes' naming rules)."""
+    return step_id
 
 
 def backoff_delay(settings_backoff: float, backoff_max: float, failed_attempts: int) -> float:
@@ -228,9 +236,9 @@ class _Index:
         self.agents = 0
         self.peak_parallel = status.budgetUsed.parallel
         self.skipped = 0
-        # Ids of steps added or changed since the executor last called ``take_changes``: lets an
-        # executor write only what changed (status patches, the offloaded lineage, metrics).
-        self.dirty: set[str] = {s.id for s in status.steps}
+        # Ids of steps added or changed by the current ``reconcile`` call (``Decision.changed``).
+        # A status the executor hands in is what it already has: nothing in it is new to it.
+        self.dirty: set[str] = set()
         for s in status.steps:
             self.add(s)
         self.n = len(status.steps)
@@ -275,7 +283,9 @@ def _index(status: SearchRunStatus) -> _Index:
 
 
 class _Planner:
-    def __init__(self, spec: SearchRunSpec, status: SearchRunStatus, now: datetime, run_uid: str):
+    def __init__(self, spec: SearchRunSpec, status: SearchRunStatus, now: datetime, run_uid: str,
+                 job_namer: JobNamer = step_attempt_name):
+        self.job_namer = job_namer
         self.spec = spec
         self.b: Budget = spec.budget
         self.st = status
@@ -599,7 +609,7 @@ class _Planner:
                 self.idx.started += 1
             s.attempts += 1
             s.tokenAllowance = allowance
-            s.job = job_name(self.run_uid, s.id)
+            s.job = self.job_namer(self.run_uid, s.id)
             s.startedAt = s.startedAt or iso(self.now)
             self.set_phase(s, StepPhase.Running)
             if s.depth > self.idx.max_depth:
@@ -724,18 +734,20 @@ def reconcile(
     now: datetime,
     run_uid: str,
     complete: bool = False,
+    job_namer: JobNamer = step_attempt_name,
 ) -> Decision:
     """Decide the run's next steps.
 
     ``observations`` maps step ids to what the executor saw of them. With
     ``complete=True`` they are everything that exists (the kube executor lists the
     run's Jobs), so a Running step with no observation is started again; starting
-    is idempotent by the step's deterministic Job name.
+    is idempotent by the step's deterministic Job name (``job_namer(run_uid, step_id)``).
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     status = status if status is not None else SearchRunStatus()
-    p = _Planner(spec, status, now, run_uid)
+    p = _Planner(spec, status, now, run_uid, job_namer)
+    p.idx.dirty = set()
     if status.phase in (Phase.Succeeded.value, Phase.Failed.value):
         return Decision(status=status)
     if status.phase == Phase.Pending.value:
@@ -760,21 +772,9 @@ def reconcile(
             # Nothing runs and nothing can: a dead run must not hang.
             p.finish(Phase.Failed, "no step can make progress (internal error)")
     p.account()
-    return Decision(status=status, start=p.start, events=p.events, wake_at=p.wake_at())
-
-
-def take_changes(status: SearchRunStatus) -> set[str]:
-    """Ids of the steps added or changed by ``reconcile`` since the last call (all of them the
-    first time: the engine indexes a status object when it first sees it)."""
-    idx = _index(status)
-    changed, idx.dirty = idx.dirty, set()
-    return changed
-
-
-def running_steps(status: SearchRunStatus) -> list[StepStatus]:
-    """The steps in phase Running (from the engine's index: no scan of the lineage)."""
-    idx = _index(status)
-    return [idx.by_id[i] for i in idx.running]
+    changed, p.idx.dirty = frozenset(p.idx.dirty), set()
+    return Decision(status=status, start=p.start, events=p.events, wake_at=p.wake_at(),
+                    changed=changed, running=tuple(sorted(p.idx.running)))
 
 
 def lineage_summary(status: SearchRunStatus) -> LineageSummary:

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable, Optional
 
 from .api import SearchRunSpec, SearchRunStatus, StepType
-from .engine import Decision, Observation, StartStep, StepResult, reconcile
+from .engine import Decision, JobNamer, Observation, StartStep, StepResult, reconcile, step_attempt_name
 
 Outcome = Callable[[StartStep], Observation]
 
@@ -74,7 +74,8 @@ class SimulatedRun:
 
 
 def simulate(spec: SearchRunSpec, outcome: Outcome, run_uid: str = "0123456789abcdef", max_rounds: int = 100000,
-             keep_decisions: bool = False, start: Optional[datetime] = None, seconds_per_round: float = 1.0) -> SimulatedRun:
+             keep_decisions: bool = False, start: Optional[datetime] = None, seconds_per_round: float = 1.0,
+             job_namer: JobNamer = step_attempt_name) -> SimulatedRun:
     now = start or datetime(2026, 1, 1, tzinfo=timezone.utc)
     status: Optional[SearchRunStatus] = None
     running: dict[str, StartStep] = {}
@@ -83,7 +84,7 @@ def simulate(spec: SearchRunSpec, outcome: Outcome, run_uid: str = "0123456789ab
     observations: dict[str, Observation] = {}
     max_running = 0
     for rounds in range(1, max_rounds + 1):
-        d = reconcile(spec, status, observations, now, run_uid)
+        d = reconcile(spec, status, observations, now, run_uid, job_namer=job_namer)
         status = d.status
         if keep_decisions:
             decisions.append(d)

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from searchrun.admission import Policy, review
 from searchrun.api import GROUP, PLURAL, VERSION, SearchRunSpec
 from searchrun.artifacts import open_store
-from searchrun.engine import job_name
+from searchrun.executors.kube.jobs import job_name
 from support.reliability import DEFAULT_CONFIG, delete_namespace, figure, make_namespace
 from support.runs import BUCKET
 

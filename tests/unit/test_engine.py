@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from searchrun.api import SearchRunSpec
-from searchrun.engine import Observation, StepResult, job_name, reconcile
+from searchrun.engine import Observation, StepResult, reconcile
+from searchrun.executors.kube.jobs import job_name
 from searchrun.simulation import SyntheticGraph, graph_outcome, simulate
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -158,10 +159,10 @@ def test_executor_retries_are_final_for_the_engine():
 
 def test_level_triggered_inputs_are_idempotent_and_missing_jobs_restarted():
     s = spec()
-    d = reconcile(s, None, {}, T0, UID, complete=True)
+    d = reconcile(s, None, {}, T0, UID, complete=True, job_namer=job_name)
     assert [a.job for a in d.start] == [job_name(UID, "detect")]
     # the Job was never created (crash): the next pass asks for it again, same name
-    d2 = reconcile(s, d.status, {}, T0, UID, complete=True)
+    d2 = reconcile(s, d.status, {}, T0, UID, complete=True, job_namer=job_name)
     assert [a.job for a in d2.start] == [job_name(UID, "detect")]
     obs = {"detect": Observation("detect", 1, "succeeded", result=StepResult(intent="deep"))}
     d3 = reconcile(s, d2.status, obs, T0, UID, complete=True)
@@ -173,7 +174,7 @@ def test_level_triggered_inputs_are_idempotent_and_missing_jobs_restarted():
 
 def test_job_names_are_valid_and_never_user_text():
     r = simulate(spec(maxAgents=10, maxDepth=5, maxFanoutPerNode=10, maxSteps=400, maxParallel=20),
-                 graph_outcome(SyntheticGraph(2000, branching=12)), run_uid=UID)
+                 graph_outcome(SyntheticGraph(2000, branching=12)), run_uid=UID, job_namer=job_name)
     dns = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     for a in r.started:
         assert dns.match(a.job) and len(a.job) <= 63, a.job

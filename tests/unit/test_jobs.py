@@ -6,7 +6,7 @@ import re
 from searchrun.api import SearchRunSpec
 from searchrun.engine import StartStep, reconcile
 from searchrun.executors.kube.config import OperatorConfig
-from searchrun.executors.kube.jobs import JOB_SELECTOR, build_job, observe_job, pod_error
+from searchrun.executors.kube.jobs import JOB_SELECTOR, build_job, job_name, observe_job, pod_error
 
 UID = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
 HOSTILE = 'quantum"; rm -rf / <script>\u202e\U0001F600'
@@ -17,7 +17,7 @@ def _job(spec=None, cfg=None):
                                                         "apiKeySecretRef": {"name": "llm", "key": "api-key"}})
     from datetime import datetime, timezone
 
-    d = reconcile(spec, None, {}, datetime(2026, 1, 1, tzinfo=timezone.utc), UID)
+    d = reconcile(spec, None, {}, datetime(2026, 1, 1, tzinfo=timezone.utc), UID, job_namer=job_name)
     a: StartStep = d.start[0]
     return a, build_job(a, "My.Run", "ns1", UID, spec, '{"x":1}', cfg or OperatorConfig(stepS3EndpointURL="http://10.0.0.1:9000"))
 

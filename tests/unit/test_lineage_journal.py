@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from searchrun.api import SearchRunSpec
 from searchrun.artifacts import open_store, read_uri
-from searchrun.engine import Decision, Observation, reconcile, take_changes
+from searchrun.engine import Decision, Observation, reconcile
 from searchrun.executors.kube.config import OperatorConfig
 from searchrun.executors.kube.reconciler import JOURNAL_PREFIX, RunReconciler, StepDumps, restore_lineage, restore_status
 from searchrun.simulation import SyntheticGraph, graph_outcome
@@ -61,7 +61,7 @@ def test_every_change_the_engine_makes_is_in_its_change_set(agents, depth, fanou
     before: dict = {}
     for d, _ in _rounds(spec, outcome, executor_retries=executor_retries):
         now = _dumps(d.status)
-        changed = take_changes(d.status)
+        changed = d.changed
         missed = {sid for sid, dump in now.items() if before.get(sid) != dump} - changed
         assert not missed, f"changed but not reported: {sorted(missed)}"
         before = now
@@ -76,7 +76,7 @@ def test_step_dumps_follow_the_engine():
         if dumps is None:
             dumps = StepDumps(d.status)
         else:
-            dumps.sync()
+            dumps.sync(d.changed)
         full = [s.model_dump(mode="json", exclude_none=True, exclude_defaults=False) for s in d.status.steps]
         assert dumps.dumps == full
         assert dumps.json_size == len(json.dumps(full, separators=(",", ":")))

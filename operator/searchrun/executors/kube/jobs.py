@@ -22,6 +22,13 @@ JOB_SELECTOR = f"{L_MANAGED}={MANAGED_BY},{L_NAME}=searchrun-step"
 STEP_UID = 65532
 
 
+def job_name(run_uid: str, step_id: str) -> str:
+    """Deterministic Job name from the run's uid and the step path (never user text): a DNS
+    label, so that a re-created decision answers AlreadyExists."""
+    token = "".join(c for c in run_uid.lower() if c in "0123456789abcdef")[:10] or "0"
+    return f"sr-{token}-{step_id}"
+
+
 def _k8s_backoff_total(retries: int) -> int:
     """Kubernetes waits 10 s, 20 s, 40 s ... (capped at 6 min) between a Job's pod retries."""
     return sum(min(360, 10 * 2 ** i) for i in range(retries))

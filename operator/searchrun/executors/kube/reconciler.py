@@ -7,7 +7,7 @@ Job is created again; a Job that exists answers AlreadyExists. So no Job is
 created twice and no decided step is lost.
 
 A pass costs what changed, not the size of the run: the engine reports which
-steps it added or changed (``take_changes``), and ``StepDumps`` keeps the
+steps it added or changed (``Decision.changed``), and ``StepDumps`` keeps the
 lineage as JSON, its size, its frontier and its summary up to date from that.
 Once the lineage is offloaded, a pass writes a *journal entry* with only the
 steps it changed (``lineage-journal-<seq>.json``) instead of the whole lineage;
@@ -35,11 +35,11 @@ from kubernetes.client.rest import ApiException
 from ... import metrics
 from ...api import GROUP, PLURAL, VERSION, SearchRunSpec, SearchRunStatus
 from ...api import LineageSummary, StepStatus
-from ...engine import Decision, Observation, reconcile, running_steps, take_changes
+from ...engine import Decision, Observation, reconcile
 from ...steps import LINEAGE_NAME
 from .. import lineage_document, step_context
 from .config import OperatorConfig
-from .jobs import A_ATTEMPT, build_job, job_state, observe_job, pod_error
+from .jobs import A_ATTEMPT, build_job, job_name, job_state, observe_job, pod_error
 
 log = logging.getLogger("searchrun.reconciler")
 
@@ -213,7 +213,6 @@ class StepDumps:
 
     def __init__(self, status: SearchRunStatus):
         self.status = status
-        take_changes(status)  # everything is dumped here
         self.dumps: list[dict] = []
         self.pos: dict[str, int] = {}
         self.sizes: list[int] = []
@@ -245,9 +244,9 @@ class StepDumps:
             else:
                 counts.pop(key, None)
 
-    def sync(self) -> dict[str, Optional[dict]]:
-        """Take the engine's changes; returns each changed step's previous dump (None: a new step)."""
-        changed = take_changes(self.status)
+    def sync(self, changed=frozenset()) -> dict[str, Optional[dict]]:
+        """Take the engine's changes (``Decision.changed``); returns each changed step's previous
+        dump (None: a new step)."""
         steps = self.status.steps
         n_old = len(self.dumps)
         prev: dict[str, Optional[dict]] = {}
@@ -317,6 +316,9 @@ class RunReconciler:
         self.status_points_at_store = False     # a status with lineageURI was patched (or loaded)
         self.last_patch_at = 0.0
         self.patch_pending = False              # a status patch was held back (see reconcile_once)
+        self.unsynced: frozenset[str] = frozenset()  # steps the engine changed that StepDumps has not taken
+        self.running_ids: Optional[tuple[str, ...]] = None  # Running steps after the last decision
+        self.taken: Optional[Decision] = None   # the last decision whose changes were noted
 
     # -- loading
 
@@ -410,8 +412,20 @@ class RunReconciler:
             if job is not None and (job["metadata"].get("labels") or {}).get("searchrun.dev/step-id") == sid:
                 yield sid, job
 
+    def _running_steps(self) -> dict[str, StepStatus]:
+        """The steps whose attempts are in flight: from the last decision, or (after a load) a scan."""
+        if self.status is None:
+            return {}
+        if self.running_ids is None:
+            return {s.id: s for s in self.status.steps if s.phase == "Running"}
+        pos = self.dumps.pos if self.dumps is not None else None
+        if pos is None:
+            by_id = {s.id: s for s in self.status.steps}
+            return {sid: by_id[sid] for sid in self.running_ids}
+        return {sid: self.status.steps[pos[sid]] for sid in self.running_ids}
+
     def observations(self) -> tuple[dict[str, Observation], dict[str, dict]]:
-        running = {s.id: s for s in running_steps(self.status)} if self.status else {}
+        running = self._running_steps()
         obs: dict[str, Observation] = {}
         jobs: dict[str, dict] = dict((sid, job) for sid, job in self._running_jobs(running))
         # The pods of one Job all write under the attempt the Job was created for; status
@@ -454,15 +468,25 @@ class RunReconciler:
 
     # -- acting
 
+    def _take(self, d: Decision) -> None:
+        """Note the steps ``d`` changed, once per decision: the next ``_sync`` dumps them."""
+        if d is not self.taken:
+            self.taken = d
+            self.unsynced = self.unsynced | d.changed
+            self.running_ids = d.running
+
     def _sync(self, st: SearchRunStatus) -> dict[str, Optional[dict]]:
         """Bring the JSON steps up to date with ``st``; the changed steps' previous dumps."""
         if self.dumps is None or self.dumps.status is not st or len(self.dumps.dumps) > len(st.steps):
             self.dumps = StepDumps(st)
+            self.unsynced = frozenset()
             return {}
-        return self.dumps.sync()
+        changed, self.unsynced = self.unsynced, frozenset()
+        return self.dumps.sync(changed)
 
     def _status_body(self, d: Decision) -> dict:
         st = d.status
+        self._take(d)
         self._sync(st)
         full = st.model_dump(mode="json", exclude={"steps"})
         if self.offloaded or self.dumps.json_size > self.config.lineageOffloadBytes:
@@ -552,9 +576,11 @@ class RunReconciler:
         limits_before = set(self.status.limitsHit) if self.status else set()
         obs, jobs = self.observations()
         t1 = time.perf_counter()
-        d = reconcile(self.spec, self.status, obs, self.clock(), self.uid, complete=self.cache.synced.is_set())
+        d = reconcile(self.spec, self.status, obs, self.clock(), self.uid, complete=self.cache.synced.is_set(),
+                      job_namer=job_name)
         metrics.DECISION_SECONDS.observe(time.perf_counter() - t1)
         self.status = d.status
+        self._take(d)
         for sid, o in obs.items():
             if o.state != "running":
                 self.results.pop(sid, None)  # applied: the step is not read again (a 10,000-step run held them all)
@@ -618,4 +644,4 @@ class RunReconciler:
             metrics.BUDGET_EXHAUSTED.labels(budget=name).inc()
         if d.done:
             metrics.DEPTH.observe(st.maxDepthReached)
-        _update_gauges(self.uid, st.phase, len(running_steps(st)) if not d.done else 0)
+        _update_gauges(self.uid, st.phase, len(d.running) if not d.done else 0)
