@@ -181,15 +181,6 @@ class Phase(str, Enum):
     Failed = "Failed"
 
 
-class StepType(str, Enum):
-    detect_intent = "detect_intent"
-    simple_search = "simple_search"
-    plan_search = "plan_search"
-    traverse_node = "traverse_node"
-    aggregate_results = "aggregate_results"
-    create_report = "create_report"
-
-
 class StepPhase(str, Enum):
     Queued = "Queued"          # decided, waiting for a parallel slot
     Backoff = "Backoff"        # failed, waiting to retry
@@ -206,7 +197,8 @@ class StepStatus(Model):
     """One node of the lineage."""
 
     id: str = Field(description="deterministic step path, e.g. t0-1")
-    type: StepType
+    type: str = Field(max_length=64, pattern=r"^[a-z][a-z0-9_]*$",
+                      description="step type (the operator's step registry: detect_intent, plan_search, traverse_node, ...)")
     parents: list[str] = Field(default_factory=list)
     depth: int = 0
     doc: Optional[str] = Field(default=None, description="document this step looks at (traverse_node)")

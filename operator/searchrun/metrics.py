@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from .steps.registry import step_types
+
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 RUNS = Gauge("searchrun_runs", "SearchRuns known to the operator, by phase.", ["phase"], registry=REGISTRY)
@@ -28,8 +30,7 @@ RECONCILE_SECONDS = Histogram("searchrun_reconcile_seconds", "Time of one reconc
 # Every labelled series exists from the start at 0, so that increase() sees the first event.
 for phase in ("Pending", "Running", "Succeeded", "Failed"):
     RUNS.labels(phase=phase).set(0)
-_STEP_TYPES = ("detect_intent", "simple_search", "plan_search", "traverse_node", "aggregate_results", "create_report")
-for _t in _STEP_TYPES:
+for _t in step_types():
     STEPS_CREATED.labels(step_type=_t)
     STEP_DURATION.labels(step_type=_t)
     for _o in ("succeeded", "failed"):

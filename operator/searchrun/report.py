@@ -18,6 +18,8 @@ import math
 import unicodedata
 from typing import Any, Iterable
 
+from .steps import registry  # the module: the create_report step imports this one while it loads
+
 __all__ = ["render_report", "render_text_summary", "MAX_ROW_NODES", "MAX_TABLE_STEPS"]
 
 MAX_ROW_NODES = 60
@@ -29,11 +31,6 @@ HGAP, VGAP = 14, 58
 LEFT, TOP, RIGHT, BOTTOM = 96, 24, 24, 24
 LABEL_CHARS = 18
 
-# step type -> (band, order within band); traverse steps (and unknown types) go by depth.
-_TOP_TYPES = {"detect_intent": 0, "plan_search": 1, "simple_search": 1}
-_BOTTOM_TYPES = {"aggregate_results": 0, "create_report": 1}
-_TOP_LABELS = {0: "intent", 1: "plan"}
-_BOTTOM_LABELS = {0: "fan-in", 1: "report"}
 
 OUTCOMES = ("found", "deadend", "failed", "skipped", "other")
 _OUTCOME_LABELS = {
@@ -148,22 +145,32 @@ def _steps(data: dict) -> list[dict]:
 # --------------------------------------------------------------------------- graph layout
 
 
+def _type_row(step: dict):
+    kind = registry.STEP_KINDS.get(step.get("type")) if isinstance(step.get("type"), str) else None
+    return kind.report_row if kind is not None else None
+
+
 def _row_key(step: dict) -> tuple[int, int]:
-    t = str(step.get("type") or "")
-    if t in _TOP_TYPES:
-        return (0, _TOP_TYPES[t])
-    if t in _BOTTOM_TYPES:
-        return (2, _BOTTOM_TYPES[t])
+    """(band, order): the step type's row (from the step registry: 0 above the traversal, 2 below
+    it), else the traversal row of its depth."""
+    row = step.get("row") or (list(_type_row(step)[:2]) if _type_row(step) else None)
+    if isinstance(row, list) and len(row) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in row) \
+            and row[0] in (0, 2):
+        return (row[0], max(0, row[1]))
     return (1, max(0, _int(step.get("depth"))))
 
 
-def _row_label(key: tuple[int, int]) -> str:
-    band, n = key
-    if band == 0:
-        return _TOP_LABELS.get(n, "")
-    if band == 2:
-        return _BOTTOM_LABELS.get(n, "")
-    return f"depth {n}"
+def _row_labels(steps: list[dict]) -> dict[tuple[int, int], str]:
+    labels: dict[tuple[int, int], str] = {}
+    for s in steps:
+        key = _row_key(s)
+        if key[0] == 1:
+            labels.setdefault(key, f"depth {key[1]}")
+        elif isinstance(s.get("rowLabel"), str):
+            labels.setdefault(key, s["rowLabel"][:20])
+        elif _type_row(s):
+            labels.setdefault(key, _type_row(s)[2])
+    return labels
 
 
 class _Layout:
@@ -185,10 +192,11 @@ class _Layout:
         self.nodes: list[tuple[dict, float, float]] = []  # visible steps
         self.more: list[tuple[int, dict[str, int], float, float]] = []  # hidden count, by outcome, x, y
         self.row_y: list[tuple[str, float]] = []
+        labels = _row_labels(steps)
 
         for r, key in enumerate(self.row_keys):
             y = TOP + r * (NODE_H + VGAP)
-            self.row_y.append((_row_label(key), y))
+            self.row_y.append((labels.get(key, ""), y))
             members = rows[key]
             if len(members) > cap:
                 ranked = sorted(members, key=lambda i: (_OUTCOME_PRIORITY[_outcome(steps[i])], i))

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Optional
 
-from .api import SearchRunSpec, SearchRunStatus, StepType
+from .api import SearchRunSpec, SearchRunStatus
 from .engine import Decision, JobNamer, Observation, StartStep, StepResult, reconcile, step_attempt_name
 
 Outcome = Callable[[StartStep], Observation]
@@ -45,20 +45,16 @@ def graph_outcome(graph: SyntheticGraph, fail_rate: float = 0.0, tokens: int = 3
             return Observation(a.step_id, a.attempt, "failed", message="synthetic failure")
         allowance = a.input["tokenAllowance"]
         used = min(tokens, allowance)
-        t = a.step_type
-        if t == StepType.detect_intent.value:
-            r = StepResult(tokens=min(20, allowance), intent=intent)
-        elif t == StepType.plan_search.value:
-            r = StepResult(tokens=min(50, allowance), seeds=tuple(f"d{i}" for i in range(a.input["k"] * 2)))
-        elif t == StepType.traverse_node.value:
-            doc = a.input["doc"]
-            r = StepResult(tokens=used, found=doc in graph.answers, next=tuple(graph.children.get(doc, []))[: 2 * a.input["k"]])
-        elif t == StepType.simple_search.value:
-            r = StepResult(tokens=min(100, allowance), found=True, answers=1)
-        elif t == StepType.aggregate_results.value:
-            r = StepResult(found=True, answers=len(a.input["parents"]))
-        else:
-            r = StepResult(output="file:///report.html")
+        synthetic = {  # what each step type "finds" in the graph; other types just succeed
+            "detect_intent": lambda: StepResult(tokens=min(20, allowance), intent=intent),
+            "plan_search": lambda: StepResult(tokens=min(50, allowance), seeds=tuple(f"d{i}" for i in range(a.input["k"] * 2))),
+            "traverse_node": lambda: StepResult(tokens=used, found=a.input["doc"] in graph.answers,
+                                                next=tuple(graph.children.get(a.input["doc"], []))[: 2 * a.input["k"]]),
+            "simple_search": lambda: StepResult(tokens=min(100, allowance), found=True, answers=1),
+            "aggregate_results": lambda: StepResult(found=True, answers=len(a.input["parents"])),
+            "create_report": lambda: StepResult(output="file:///report.html"),
+        }
+        r = synthetic.get(a.step_type, StepResult)()
         return Observation(a.step_id, a.attempt, "succeeded", result=r)
 
     return outcome

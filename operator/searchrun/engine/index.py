@@ -1,0 +1,71 @@
+"""A derived view of the lineage, kept in step with every change the engine makes, so that a
+pass over a 10,000-step run costs what changed, not the run's size."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from ..api import SearchRunStatus, StepStatus
+from ..steps import registry  # the module: step types import engine.types while it loads
+from .types import P_BACKOFF, P_FAILED, P_QUEUED, P_RUNNING, P_SKIPPED, P_SUCCEEDED
+
+
+class LineageIndex:
+    def __init__(self, status: SearchRunStatus):
+        self.by_id: dict[str, StepStatus] = {}
+        self.visited: set[str] = set()
+        self.queue: deque[str] = deque()
+        self.running: set[str] = set()
+        self.backoff: set[str] = set()
+        self.to_expand: deque[str] = deque()
+        self.open_search = 0   # search steps not yet expanded
+        self.tokens = 0
+        self.cost = 0.0
+        self.started = 0       # steps that got at least one attempt
+        self.max_depth = 0
+        self.agents = 0
+        self.peak_parallel = status.budgetUsed.parallel
+        self.skipped = 0
+        # Ids of steps added or changed by the current ``reconcile`` call (``Decision.changed``).
+        # A status the executor hands in is what it already has: nothing in it is new to it.
+        self.dirty: set[str] = set()
+        for s in status.steps:
+            self.add(s)
+        self.n = len(status.steps)
+
+    def add(self, s: StepStatus) -> None:
+        self.by_id[s.id] = s
+        search = registry.kind_of(s.type).search
+        if s.doc is not None and search:
+            self.visited.add(s.doc)
+            if s.depth == 1:
+                self.agents += 1
+        if s.phase == P_QUEUED:
+            self.queue.append(s.id)
+        elif s.phase == P_RUNNING:
+            self.running.add(s.id)
+        elif s.phase == P_BACKOFF:
+            self.backoff.add(s.id)
+        if s.phase == P_SKIPPED:
+            self.skipped += 1
+        if s.attempts > 0:
+            self.started += 1
+        if s.phase in (P_SUCCEEDED, P_FAILED) and not s.expanded:
+            self.to_expand.append(s.id)
+        if search and not s.expanded and s.phase != P_SKIPPED:
+            self.open_search += 1
+        self.tokens += s.tokens
+        self.cost += s.costUSD
+        self.max_depth = max(self.max_depth, s.depth if s.attempts > 0 else 0)
+
+    def reserved_tokens(self) -> int:
+        return sum(self.by_id[i].tokenAllowance for i in self.running)
+
+
+def index_of(status: SearchRunStatus) -> LineageIndex:
+    """The index cached on the status object (rebuilt when the lineage changed behind its back)."""
+    idx = getattr(status, "_engine_index", None)
+    if idx is None or idx.n != len(status.steps):
+        idx = LineageIndex(status)
+        object.__setattr__(status, "_engine_index", idx)
+    return idx

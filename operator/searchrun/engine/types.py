@@ -1,0 +1,170 @@
+"""What goes into the engine and what comes out: small, immutable data, no behaviour."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable, Literal, Mapping, Optional
+
+from ..api import SearchRunStatus, StepPhase
+
+# Well-known step ids of the DAG (traversal steps are t0, t0-1, ...: their path from the plan).
+DETECT, SIMPLE, PLAN, AGGREGATE, REPORT = "detect", "simple", "plan", "aggregate", "report"
+
+# Plain strings: enum attribute lookups dominate a 10,000-step plan otherwise.
+P_BACKOFF = StepPhase.Backoff.value
+P_FAILED = StepPhase.Failed.value
+P_QUEUED = StepPhase.Queued.value
+P_RUNNING = StepPhase.Running.value
+P_SKIPPED = StepPhase.Skipped.value
+P_SUCCEEDED = StepPhase.Succeeded.value
+
+MAX_ID_CHARS = 256
+MAX_DECISION_CHARS = 200
+
+JobNamer = Callable[[str, str], str]
+
+
+def step_attempt_name(run_uid: str, step_id: str) -> str:
+    """The default name of a step's attempt (a local process): its step path. The kube
+    executor passes its own namer (a Job name, by Kubernetes' naming rules)."""
+    return step_id
+
+
+def iso(t: datetime) -> str:
+    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(s: Optional[str]) -> Optional[datetime]:
+    if not s:
+        return None
+    return datetime.fromisoformat(s.replace("Z", "+00:00"))
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What a finished step tells the engine (small: it fits a termination message)."""
+
+    tokens: int = 0
+    costUSD: float = 0.0
+    output: Optional[str] = None
+    decision: str = ""
+    intent: Optional[str] = None          # detect_intent
+    seeds: tuple[str, ...] = ()           # plan_search
+    found: Optional[bool] = None          # traverse_node, simple_search, aggregate_results
+    next: tuple[str, ...] = ()            # traverse_node: proposed children, best first
+    answers: int = 0                      # simple_search, aggregate_results
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "StepResult":
+        """Parse a step's result; raises ValueError naming the bad field."""
+        if not isinstance(data, Mapping):
+            raise ValueError("step result must be a JSON object")
+
+        def _int(name: str) -> int:
+            v = data.get(name, 0)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"step result field {name!r} must be a non-negative integer")
+            return v
+
+        def _ids(name: str) -> tuple[str, ...]:
+            v = data.get(name, [])
+            if not isinstance(v, list) or not all(isinstance(x, str) and 0 < len(x) <= MAX_ID_CHARS for x in v):
+                raise ValueError(f"step result field {name!r} must be a list of document ids")
+            return tuple(v)
+
+        cost = data.get("costUSD", 0.0)
+        if isinstance(cost, bool) or not isinstance(cost, (int, float)) or cost < 0 or not math.isfinite(cost):
+            raise ValueError("step result field 'costUSD' must be a non-negative number")
+        found = data.get("found")
+        if found is not None and not isinstance(found, bool):
+            raise ValueError("step result field 'found' must be true, false or null")
+        intent = data.get("intent")
+        if intent is not None and intent not in ("simple", "deep"):
+            raise ValueError("step result field 'intent' must be 'simple' or 'deep'")
+        output = data.get("output")
+        if output is not None and not isinstance(output, str):
+            raise ValueError("step result field 'output' must be a URI string")
+        decision = data.get("decision", "")
+        if not isinstance(decision, str):
+            raise ValueError("step result field 'decision' must be a string")
+        return cls(
+            tokens=_int("tokens"),
+            costUSD=float(cost),
+            output=output,
+            decision=decision[:MAX_DECISION_CHARS],
+            intent=intent,
+            seeds=_ids("seeds"),
+            found=found,
+            next=_ids("next"),
+            answers=_int("answers"),
+        )
+
+    def to_dict(self) -> dict:
+        out = {"tokens": self.tokens, "costUSD": self.costUSD, "decision": self.decision}
+        if self.output is not None:
+            out["output"] = self.output
+        if self.intent is not None:
+            out["intent"] = self.intent
+        if self.seeds:
+            out["seeds"] = list(self.seeds)
+        if self.found is not None:
+            out["found"] = self.found
+        if self.next:
+            out["next"] = list(self.next)
+        if self.answers:
+            out["answers"] = self.answers
+        return out
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the executor saw of one step's current attempt."""
+
+    step_id: str
+    attempt: int
+    state: Literal["running", "succeeded", "failed"]
+    result: Optional[StepResult] = None
+    message: str = ""
+    # The executor already retried this step itself (a Job's backoffLimit): a failure is final.
+    final: bool = False
+    attempts: Optional[int] = None  # attempts the executor made, when it retries itself
+
+
+@dataclass(frozen=True)
+class StartStep:
+    """Make sure this step's attempt exists (idempotent: a second start is a no-op)."""
+
+    step_id: str
+    step_type: str
+    attempt: int
+    job: str
+    input: dict
+    timeout_seconds: int
+    retries: int
+    needs_lineage: bool = False
+
+
+@dataclass(frozen=True)
+class Event:
+    reason: str
+    message: str
+    type: Literal["Normal", "Warning"] = "Normal"
+
+
+@dataclass
+class Decision:
+    status: SearchRunStatus
+    start: list[StartStep] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    wake_at: Optional[datetime] = None
+    # Ids of the steps this call added or changed: an executor writes only these (status patches,
+    # the offloaded lineage, metrics) and never looks inside the engine's index.
+    changed: frozenset[str] = frozenset()
+    # Ids of the steps in phase Running after this call (the attempts the executor must watch).
+    running: tuple[str, ...] = ()
+
+    @property
+    def done(self) -> bool:
+        return self.status.phase in ("Succeeded", "Failed")

@@ -1,0 +1,96 @@
+"""The step entrypoint: what one Job (or one local subprocess) runs.
+
+A step reads its context (the run's settings and the engine's input for this
+step) from the ``SEARCHRUN_STEP`` environment variable, does its one job, writes
+its output once to the artifact store, and hands the engine a small result: in
+``--result-file`` (a Job's termination message) and as ``result.json`` beside
+its output. Exit code 0 means the step succeeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+from ..artifacts import ArtifactNotFound, open_store, result_key
+from ..engine.types import StepResult
+from .context import STEP_ENV, StepContext, StepError
+from .io import StepIO
+from .registry import known, kind_of
+
+RESULT_LIMIT = 4000  # bytes: a termination message holds 4096
+
+
+def run_step(ctx: StepContext, io: Optional[StepIO] = None) -> StepResult:
+    """Run one step and write its output; returns the result for the engine."""
+    step_type = ctx.step["type"]
+    if not known(step_type):
+        raise StepError(f"unknown step type {step_type!r}")
+    return kind_of(step_type).run(ctx, io or StepIO(ctx))
+
+
+def _write_result(path: Optional[str], payload: dict) -> None:
+    if not path:
+        return
+    text = json.dumps(payload, separators=(",", ":"))
+    if len(text.encode()) > RESULT_LIMIT:
+        # Keep the decision, drop the long tail of proposals.
+        payload = {**payload, "next": payload.get("next", [])[:4], "seeds": payload.get("seeds", [])[:4]}
+        text = json.dumps(payload, separators=(",", ":"))[:RESULT_LIMIT]
+    try:
+        Path(path).write_text(text)
+    except OSError:
+        pass
+
+
+def _result_key(ctx: StepContext) -> str:
+    return result_key(ctx.run_uid, ctx.step_id, ctx.attempt)
+
+
+def _committed_result(store, ctx: StepContext) -> Optional[dict]:
+    try:
+        return store.get_json(_result_key(ctx))
+    except ArtifactNotFound:
+        return None
+
+
+def main(argv: list[str]) -> int:
+    """``searchrun step [--result-file PATH]``: run the step described in $SEARCHRUN_STEP."""
+    ap = argparse.ArgumentParser(prog="searchrun step", description="run one step (what a Job runs)")
+    default_result = "/dev/termination-log" if Path("/dev/termination-log").exists() else None
+    ap.add_argument("--result-file", default=default_result, help="where to write the small result for the engine")
+    args = ap.parse_args(argv)
+    t0 = time.monotonic()
+    try:
+        text = os.environ.get(STEP_ENV)
+        if not text:
+            raise StepError(f"{STEP_ENV} is not set: this command is run by the executors, not by hand")
+        ctx = StepContext.from_json(text)
+        io = StepIO(ctx)
+        done = _committed_result(io.store, ctx)
+        if done is not None:  # an earlier pod of this Job finished the step and died before exiting
+            _write_result(args.result_file, done)
+            print(json.dumps(done, separators=(",", ":")))
+            return 0
+        forced = os.environ.get("SEARCHRUN_FAIL_STEPS", "")
+        if forced and ctx.step.get("stepId") in forced.split(","):
+            raise StepError(f"forced failure of step {ctx.step.get('stepId')} (SEARCHRUN_FAIL_STEPS)")
+        result = run_step(ctx, io)
+        payload = result.to_dict()
+        payload["seconds"] = round(time.monotonic() - t0, 4)
+        # result.json is the step's commit: the operator reads nothing else. A step that cannot
+        # store it has not finished; it fails (and is retried) rather than exit 0 without it.
+        io.store.put_json(_result_key(ctx), payload)
+        _write_result(args.result_file, payload)
+        print(json.dumps(payload, separators=(",", ":")))
+        return 0
+    except Exception as e:  # one line for the user; the engine records it
+        msg = f"{type(e).__name__}: {e}"[:1000]
+        print(f"step failed: {msg}", file=sys.stderr)
+        _write_result(args.result_file, {"error": msg})
+        return 1
