@@ -7,6 +7,7 @@ Rewrites two places of charts/searchrun-operator and nothing else:
     bound) and the `policy.clamp` enum (the clampable budgets).
 templates/_helpers.tpl passes `policy.caps` whole to the operator, so it names no field.
 tests/unit/test_chart_budgets.py fails when the files differ from what this writes.
+A new budget also needs its value in ci/all-options-values.yaml (tests/integration/test_chart.py).
 
 Usage: .venv/bin/python hack/gen-chart-budgets.py [--check]
   --check: change nothing; exit 1 and name the stale files if a write would change them.
