@@ -69,7 +69,7 @@ def bench_local(docs: int) -> dict:
                  "budget": {"maxAgents": 6, "maxDepth": 4, "maxFanoutPerNode": 3, "maxSteps": 130, "maxParallel": 2,
                             "maxTokens": 10_000_000, "deadlineSeconds": 3600}},
     })
-    ex = LocalExecutor(run, f"file://{tmp / 'store'}", f"file://{corpus}", quiet=True)
+    ex = LocalExecutor(run, f"file://{tmp / 'store'}", f"file://{corpus}")
     res = ex.execute()
     compute = {}
     for s in res.status["steps"]:
