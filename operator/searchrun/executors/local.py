@@ -51,22 +51,6 @@ class LocalRunResult:
     step_seconds: dict[str, float] = field(default_factory=dict)
 
 
-class Progress:
-    """What a local run tells as it goes. This one says nothing; the CLI's prints (``cli_run``)."""
-
-    def run_started(self, run_name: str, run_uid: str, store_uri: str) -> None:
-        pass
-
-    def step_started(self, action: StartStep) -> None:
-        pass
-
-    def step_finished(self, step: StepStatus, observation: Observation) -> None:
-        """``step`` as the engine recorded ``observation`` (its decision, tokens or message)."""
-
-    def engine_event(self, event: Event) -> None:
-        pass
-
-
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -94,6 +78,23 @@ def failure_reason(stderr: str, returncode: int) -> str:
         return f"exit code {returncode}"
     last = lines[-1]
     return (last[len(STEP_FAILED_PREFIX):] if last.startswith(STEP_FAILED_PREFIX) else last)[:500]
+
+
+class Progress:
+    """What a local run tells as it goes. This one says nothing; the CLI's (``cli_run.ProgressPrinter``)
+    prints a line for each."""
+
+    def run_started(self, run_name: str, run_uid: str, store_uri: str) -> None:
+        pass
+
+    def step_started(self, action: StartStep) -> None:
+        pass
+
+    def step_finished(self, step: StepStatus, observation: Observation) -> None:
+        """``step`` as the engine recorded ``observation`` (its decision, tokens or message)."""
+
+    def engine_event(self, event: Event) -> None:
+        pass
 
 
 class LocalExecutor:
@@ -180,7 +181,7 @@ class LocalExecutor:
     def write_lineage(self, status) -> str:
         return put_lineage(self.store, self.uid, lineage_document(self.name, self.uid, None, self.spec, status))
 
-    def _tell(self, d: Decision, obs: dict[str, Observation]) -> None:
+    def _report_progress(self, d: Decision, obs: dict[str, Observation]) -> None:
         steps = {s.id: s for s in d.status.steps} if obs else {}
         for sid, o in obs.items():
             s = steps.get(sid)
@@ -200,7 +201,7 @@ class LocalExecutor:
             while True:
                 d = reconcile(self.spec, status, obs, self.clock(), self.uid)
                 status = d.status
-                self._tell(d, obs)
+                self._report_progress(d, obs)
                 new = [a for a in d.start if a.step_id not in self.procs]  # the engine restarts steps it saw no word of
                 if lineage_needed(new):
                     self.write_lineage(status)
