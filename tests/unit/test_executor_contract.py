@@ -94,6 +94,8 @@ def test_lineage_is_needed_when_a_step_reads_it():
 
 def test_failure_reason_is_the_steps_error_line():
     assert failure_reason("warning: x\nstep failed: CorpusError: bad\n", 1) == "CorpusError: bad"
+    assert failure_reason("step failed: old\nstep failed: StepError: 2 errors\n  corpus.uri: bad\n", 1) == \
+        "StepError: 2 errors\n  corpus.uri: bad"
     assert failure_reason("Traceback ...\nKilled\n", -9) == "Killed"
     assert failure_reason("", 137) == "exit code 137"
 

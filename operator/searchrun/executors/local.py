@@ -72,12 +72,15 @@ def check_corpus(run: SearchRun, corpus_uri: str) -> int:
 
 
 def failure_reason(stderr: str, returncode: int) -> str:
-    """Why a step process failed: its last stderr line (the error steps.main printed), or its exit code."""
+    """Why a step process failed: the error steps.main printed last (it may span lines), else the
+    last stderr line, else its exit code."""
     lines = stderr.strip().splitlines()
     if not lines:
         return f"exit code {returncode}"
-    last = lines[-1]
-    return (last[len(STEP_FAILED_PREFIX):] if last.startswith(STEP_FAILED_PREFIX) else last)[:500]
+    at = max((i for i, line in enumerate(lines) if line.startswith(STEP_FAILED_PREFIX)), default=None)
+    if at is None:
+        return lines[-1][:500]
+    return "\n".join(lines[at:])[len(STEP_FAILED_PREFIX):][:500]
 
 
 class Progress:
