@@ -20,8 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from searchrun.api import SearchRun, SearchRunSpec
-from searchrun.simulation import SyntheticGraph, graph_outcome, simulate
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # the synthetic engine driver is a test helper
+
+from searchrun.api import SearchRun, SearchRunSpec  # noqa: E402
+from support.simulation import SyntheticGraph, graph_outcome, simulate  # noqa: E402
 
 WORDS = ("quantum learning graph search index ranking kernel circuit qubit model data training inference "
          "retrieval document query vector embedding cluster scheduler latency budget agent node edge depth "
@@ -66,7 +69,7 @@ def bench_local(docs: int) -> dict:
                  "budget": {"maxAgents": 6, "maxDepth": 4, "maxFanoutPerNode": 3, "maxSteps": 130, "maxParallel": 2,
                             "maxTokens": 10_000_000, "deadlineSeconds": 3600}},
     })
-    ex = LocalExecutor(run, f"file://{tmp / 'store'}", f"file://{corpus}", quiet=True)
+    ex = LocalExecutor(run, f"file://{tmp / 'store'}", f"file://{corpus}")
     res = ex.execute()
     compute = {}
     for s in res.status["steps"]:

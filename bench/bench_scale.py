@@ -20,7 +20,7 @@ operator, the API server and etcd are in the loop: the operator's own limit.
 
 In both modes a *fake step driver* in this process stands in for the step program: it watches the step
 Jobs and, as soon as a Job is ADDED, writes the step's ``result.json`` to S3 (where the operator reads
-it), drawn from a synthetic document graph (``searchrun.simulation.SyntheticGraph``). In pods mode the
+it), drawn from a synthetic document graph (``tests/support/simulation.py``: ``SyntheticGraph``). In pods mode the
 result is written long before the pod can complete (the Job controller, scheduler and kwok come first,
 then ``--pod-ms``); in jobs mode the Job is completed only after its result is written. The bench counts
 results that were late anyway ("late results" must be 0).
@@ -61,11 +61,11 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from support.operator_process import Operator  # noqa: E402
 from support.s3server import S3Server, free_port  # noqa: E402
+from support.simulation import SyntheticGraph  # noqa: E402
 
 from searchrun.artifacts import S3Store, result_key  # noqa: E402
 from searchrun.engine import StepResult  # noqa: E402
 from searchrun.executors.kube.jobs import job_state  # noqa: E402
-from searchrun.simulation import SyntheticGraph  # noqa: E402
 from searchrun.steps import STEP_ENV, StepContext  # noqa: E402
 
 KWOK_NODE = "srbench-kwok-0"
@@ -330,7 +330,7 @@ class Kwok:
 
 
 def fake_result(step: dict, graph: SyntheticGraph, store_uri: str) -> StepResult:
-    """What the step would have said, drawn from the synthetic graph (as searchrun.simulation does)."""
+    """What the step would have said, drawn from the synthetic graph (as tests/support/simulation.py does)."""
     t, k, allowance = step["type"], int(step.get("k", 2)), int(step.get("tokenAllowance", 0))
     if t == "detect_intent":
         return StepResult(tokens=min(20, allowance), intent="deep")

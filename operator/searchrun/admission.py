@@ -10,22 +10,27 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from .api import Budget, SearchRunSpec
+from .api import BUDGET_FIELDS, Budget, SearchRunSpec
 from .manifest import describe_validation_error
 
 
-class Caps(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    maxAgents: int = Field(default=10, ge=1)
-    maxDepth: int = Field(default=5, ge=1)
-    maxFanoutPerNode: int = Field(default=10, ge=1)
-    maxSteps: int = Field(default=1000, ge=5)
-    maxParallel: int = Field(default=20, ge=1)
-    maxTokens: int = Field(default=2_000_000, ge=1000)
-    maxCostUSD: float = Field(default=50.0, ge=0)
-    deadlineSeconds: int = Field(default=7200, ge=10)
+def _cap_field(name: str):
+    """A cap has its budget's type and lower bound, and defaults to ``BudgetMeta.cap``."""
+    info = Budget.model_fields[name]
+    ge = next(m.ge for m in info.metadata if hasattr(m, "ge"))
+    return (info.annotation, Field(default=BUDGET_FIELDS[name].cap, ge=ge))
+
+
+Caps = create_model(
+    "Caps",
+    __config__=ConfigDict(extra="forbid"),
+    __doc__="The cluster's cap on each budget field (operator configuration), from api.Budget.",
+    **{name: _cap_field(name) for name in BUDGET_FIELDS},
+)
+
+CLAMPABLE = tuple(name for name, meta in BUDGET_FIELDS.items() if meta.clampable)
 
 
 class Policy(BaseModel):
@@ -33,10 +38,14 @@ class Policy(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     mode: Literal["reject", "clamp"] = Field(default="reject", description="what to do with a budget over its cap")
-    clamp: list[str] = Field(default_factory=list, description="budget fields clamped even when mode is reject")
+    clamp: list[Literal[CLAMPABLE]] = Field(default_factory=list, description="budget fields clamped even when mode is reject")
     caps: Caps = Field(default_factory=Caps)
     corpusSchemes: list[str] = Field(default_factory=lambda: ["builtin", "s3"])
     allowOpenAI: bool = True
+
+    def may_clamp(self, name: str) -> bool:
+        """Whether the mutating pass lowers budget ``name`` to its cap rather than rejecting it."""
+        return name in CLAMPABLE and (self.mode == "clamp" or name in self.clamp)
 
 
 @dataclass
@@ -110,7 +119,7 @@ def review(spec: Any, policy: Policy, old_spec: Any = None, clamp: bool = False)
         if budget[name] > cap:
             over.append((name, budget[name], cap))
     def clampable(n: str) -> bool:
-        return clamp and (policy.mode == "clamp" or n in policy.clamp)
+        return clamp and policy.may_clamp(n)
 
     rejected = [(n, v, c) for n, v, c in over if not clampable(n)]
     if rejected:

@@ -7,8 +7,9 @@ apart. Field names are camelCase, as Kubernetes users expect.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -88,17 +89,42 @@ class AgentSpec(Model):
         return self
 
 
+@dataclass(frozen=True)
+class BudgetMeta:
+    """What the rest of the system knows about one budget field, beside its bounds.
+
+    It sits in the field's ``Annotated`` metadata, which pydantic keeps out of the JSON
+    schema (so out of the CRD). ``admission.Caps``, the metric labels, the report's rows and
+    the chart's caps (hack/gen-chart-budgets.py) are built from it.
+    """
+
+    cap: float              # the cluster's default cap (admission.Caps, the chart's policy.caps)
+    label: str              # the report's row label
+    used: Optional[str]     # the status.budgetUsed field that measures it; None: the report measures it from the steps
+    clampable: bool = True  # admission may lower it to the cap (policy.mode clamp, policy.clamp)
+
+
 class Budget(Model):
     """Hard limits, enforced at admission and again at every step."""
 
-    maxAgents: int = Field(default=3, ge=1, le=10, description="seed traversal agents")
-    maxDepth: int = Field(default=2, ge=1, le=5, description="deepest traversal level (seeds are depth 1)")
-    maxFanoutPerNode: int = Field(default=2, ge=1, le=10, description="children one traversal step may spawn")
-    maxSteps: int = Field(default=40, ge=5, le=10000, description="total steps (Jobs) in the run")
-    maxParallel: int = Field(default=4, ge=1, le=100, description="steps running at once")
-    maxTokens: int = Field(default=200000, ge=1000, le=100_000_000, description="tokens over all steps")
-    maxCostUSD: float = Field(default=1.0, ge=0.0, le=10000.0, description="cost over all steps")
-    deadlineSeconds: int = Field(default=900, ge=10, le=86400, description="wall time from start; then the run fans in")
+    # Each budget is declared once, here: its bounds (Field, also in the CRD) and its cluster cap,
+    # report row and clampability (BudgetMeta). A new budget also needs its enforcement in the engine.
+    maxAgents: Annotated[int, BudgetMeta(cap=10, label="seed agents", used="agents")] = Field(
+        default=3, ge=1, le=10, description="seed traversal agents")
+    maxDepth: Annotated[int, BudgetMeta(cap=5, label="depth", used="depth")] = Field(
+        default=2, ge=1, le=5, description="deepest traversal level (seeds are depth 1)")
+    maxFanoutPerNode: Annotated[int, BudgetMeta(cap=10, label="fan-out per node", used=None)] = Field(
+        default=2, ge=1, le=10, description="children one traversal step may spawn")
+    maxSteps: Annotated[int, BudgetMeta(cap=1000, label="steps (Jobs)", used="steps")] = Field(
+        default=40, ge=5, le=10000, description="total steps (Jobs) in the run")
+    maxParallel: Annotated[int, BudgetMeta(cap=20, label="parallel Jobs", used="parallel")] = Field(
+        default=4, ge=1, le=100, description="steps running at once")
+    maxTokens: Annotated[int, BudgetMeta(cap=2_000_000, label="tokens", used="tokens")] = Field(
+        default=200000, ge=1000, le=100_000_000, description="tokens over all steps")
+    maxCostUSD: Annotated[float, BudgetMeta(cap=50.0, label="cost (USD)", used="costUSD")] = Field(
+        default=1.0, ge=0.0, le=10000.0, description="cost over all steps")
+    deadlineSeconds: Annotated[int, BudgetMeta(cap=7200, label="elapsed (s)", used="elapsedSeconds")] = Field(
+        default=900, ge=10, le=86400, description="wall time from start; then the run fans in")
 
     @model_validator(mode="after")
     def _steps_cover_agents(self) -> "Budget":
@@ -108,6 +134,19 @@ class Budget(Model):
                 "(detect_intent, plan_search, aggregate_results, create_report)"
             )
         return self
+
+
+def _budget_meta() -> dict[str, BudgetMeta]:
+    metas = {}
+    for name, info in Budget.model_fields.items():
+        found = [m for m in info.metadata if isinstance(m, BudgetMeta)]
+        if len(found) != 1:
+            raise TypeError(f"Budget.{name} needs exactly one BudgetMeta in its Annotated type")
+        metas[name] = found[0]
+    return metas
+
+
+BUDGET_FIELDS: dict[str, BudgetMeta] = _budget_meta()  # field name -> its metadata, in declaration order
 
 
 CEL_BUDGET_RULES = [

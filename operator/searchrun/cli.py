@@ -38,6 +38,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    # Each command imports what it needs when it runs: ``searchrun step`` starts every step,
+    # and must not pay for kopf and the Kubernetes client (``operator``) or the local executor.
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "step":
         from .steps import main as step_main
@@ -50,7 +52,7 @@ def main(argv=None) -> int:
     ap = _build_parser()
     args = ap.parse_args(argv)
     if args.command == "run":
-        from .executors.local import run_manifest
+        from .cli_run import run_manifest
 
         return run_manifest(args.manifest, store=args.store, quiet=args.quiet)
     if args.command == "crd":

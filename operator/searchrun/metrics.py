@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from .api import BUDGET_FIELDS
 from .steps.registry import step_types
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -35,7 +36,7 @@ for _t in step_types():
     STEP_DURATION.labels(step_type=_t)
     for _o in ("succeeded", "failed"):
         STEPS_FINISHED.labels(step_type=_t, outcome=_o)
-for _b in ("maxAgents", "maxDepth", "maxFanoutPerNode", "maxSteps", "maxParallel", "maxTokens", "maxCostUSD", "deadlineSeconds"):
+for _b in BUDGET_FIELDS:
     BUDGET_EXHAUSTED.labels(budget=_b)
 for _r in ("invalid", "cap", "corpus", "agent", "immutable"):
     ADMISSION_REJECTIONS.labels(reason=_r)

@@ -16,7 +16,9 @@ from __future__ import annotations
 import html
 import math
 import unicodedata
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
+
+from .api import BUDGET_FIELDS
 
 from .steps import registry  # the module: the create_report step imports this one while it loads
 
@@ -44,16 +46,8 @@ _OUTCOME_PRIORITY = {"found": 0, "failed": 1, "other": 2, "deadend": 3, "skipped
 
 _PHASE_CLASS = {"Succeeded": "ok", "Failed": "bad", "Running": "run", "Pending": "run"}
 
-_BUDGET_ROWS = [
-    ("agents", "maxAgents", "seed agents"),
-    ("depth", "maxDepth", "depth"),
-    (None, "maxFanoutPerNode", "fan-out per node"),
-    ("steps", "maxSteps", "steps (Jobs)"),
-    ("parallel", "maxParallel", "parallel Jobs"),
-    ("tokens", "maxTokens", "tokens"),
-    ("costUSD", "maxCostUSD", "cost (USD)"),
-    ("elapsedSeconds", "deadlineSeconds", "elapsed (s)"),
-]
+# (status.budgetUsed key or None, budget field, label), one row per api.Budget field.
+_BUDGET_ROWS = [(meta.used, name, meta.label) for name, meta in BUDGET_FIELDS.items()]
 
 # --------------------------------------------------------------------------- helpers
 
@@ -431,7 +425,23 @@ def _graph(steps: list[dict]) -> str:
     )
 
 
-def _budget(budget: dict, run: dict) -> str:
+def _largest_fanout(steps: list[dict]) -> int:
+    """Most traversal children of one traversal step: what maxFanoutPerNode bounds (the plan's
+    seeds count against maxAgents instead)."""
+    traverse = {str(s["id"]) for s in steps if s.get("type") == "traverse_node"}
+    children: dict[str, int] = {}
+    for s in steps:
+        parents = _list(s.get("parents"))
+        if s.get("type") == "traverse_node" and len(parents) == 1 and str(parents[0]) in traverse:
+            children[str(parents[0])] = children.get(str(parents[0]), 0) + 1
+    return max(children.values(), default=0)
+
+
+# Budgets that status.budgetUsed does not measure (BudgetMeta.used is None): measured from the steps.
+_USED_FROM_STEPS: dict[str, Callable[[list[dict]], Any]] = {"maxFanoutPerNode": _largest_fanout}
+
+
+def _budget(budget: dict, run: dict, steps: list[dict]) -> str:
     used, limits = _dict(budget.get("used")), _dict(budget.get("limits"))
     hit = {str(h) for h in _list(run.get("limitsHit"))}
     if run.get("stoppedBy"):
@@ -445,6 +455,8 @@ def _budget(budget: dict, run: dict) -> str:
     for ukey, lkey, label in rows:
         u = used.get(ukey) if ukey else None
         lim = limits.get(lkey) if lkey else None
+        if not ukey and lim is not None and lkey in _USED_FROM_STEPS:
+            u = _USED_FROM_STEPS[lkey](steps)
         if u is None and lim is None:
             continue
         kind = _kind(str(ukey or lkey))
@@ -457,7 +469,7 @@ def _budget(budget: dict, run: dict) -> str:
         name = f"{_e(label)} <span class=\"muted\">({_e(lkey)})</span>" if lkey and lkey != label else _e(label)
         out.append(
             f'<tr class="{"hit" if is_hit else ""}"><td>{name}</td>'
-            f'<td class="num">{_e(_fmt(u, kind)) if ukey else "—"}</td>'
+            f'<td class="num">{_e(_fmt(u, kind))}</td>'
             f'<td class="num">{_e(_fmt(lim, kind)) if lkey else "—"}</td>'
             f"<td>{bar}</td><td class=\"num\">{f'{pct:.0f}%' if pct is not None else ''}</td></tr>"
         )
@@ -508,7 +520,7 @@ def render_report(data: dict) -> str:
         _header(run, steps, answers),
         _answers(answers),
         _graph(steps),
-        _budget(_dict(data.get("budget")), run),
+        _budget(_dict(data.get("budget")), run, steps),
         _step_table(steps),
     ]
     return (

@@ -72,7 +72,9 @@ RESULT_FIELDS = ["tokens", "costUSD", "output", "decision", "intent", "seeds", "
 RESULTS = st.one_of(
     JSON,
     st.dictionaries(st.sampled_from(RESULT_FIELDS), JSON, max_size=6),
-    st.text(max_size=50).map(lambda t: "not valid JSON"),  # what the reconciler passes for unparsable bytes
+    # what the reconciler passes: the bytes it read from the store
+    st.dictionaries(st.sampled_from(RESULT_FIELDS), JSON, max_size=6).map(lambda d: json.dumps(d).encode()),
+    st.binary(max_size=60),
 )
 
 

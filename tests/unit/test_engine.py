@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from searchrun.api import SearchRunSpec
 from searchrun.engine import Observation, StepResult, reconcile
 from searchrun.executors.kube.jobs import job_name
-from searchrun.simulation import SyntheticGraph, graph_outcome, simulate
+from support.simulation import SyntheticGraph, graph_outcome, simulate
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 UID = "5f0c2a9e-1b2c-4d3e-8f90-0123456789ab"

@@ -14,7 +14,7 @@ from searchrun.artifacts import open_store, read_uri
 from searchrun.engine import Decision, Observation, reconcile
 from searchrun.executors.kube.config import OperatorConfig
 from searchrun.executors.kube.reconciler import JOURNAL_PREFIX, RunReconciler, StepDumps, restore_lineage, restore_status
-from searchrun.simulation import SyntheticGraph, graph_outcome
+from support.simulation import SyntheticGraph, graph_outcome
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

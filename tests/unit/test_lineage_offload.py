@@ -7,7 +7,7 @@ from searchrun.artifacts import open_store, read_uri
 from searchrun.engine import Decision
 from searchrun.executors.kube.config import OperatorConfig
 from searchrun.executors.kube.reconciler import RunReconciler, restore_status
-from searchrun.simulation import SyntheticGraph, graph_outcome, simulate
+from support.simulation import SyntheticGraph, graph_outcome, simulate
 
 
 class _NoCache:

@@ -108,7 +108,7 @@ def test_an_offloaded_runs_status_is_patched_at_most_every_status_patch_seconds(
     from searchrun.artifacts import open_store, read_uri
     from searchrun.executors.kube import reconciler as rec
     from searchrun.executors.kube.config import OperatorConfig
-    from searchrun.simulation import SyntheticGraph
+    from support.simulation import SyntheticGraph
 
     store = open_store(f"file://{tmp_path}")
     fake = _FakeKube(store, SyntheticGraph(3000, branching=10, seed=1))

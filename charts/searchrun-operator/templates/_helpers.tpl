@@ -86,7 +86,6 @@ app.kubernetes.io/part-of: searchrun
 
 {{/* The operator's configuration file (OperatorConfig: only its field names). */}}
 {{- define "searchrun-operator.config" -}}
-{{- $caps := .Values.policy.caps -}}
 artifacts: {{ .Values.artifacts.uri | quote }}
 {{- with (default .Values.s3.endpointURL .Values.s3.stepEndpointURL) }}
 stepS3EndpointURL: {{ . | quote }}
@@ -120,15 +119,8 @@ webhookManaged: false
 policy:
   mode: {{ .Values.policy.mode | quote }}
   clamp: {{ .Values.policy.clamp | toJson }}
-  caps:
-    maxAgents: {{ $caps.maxAgents | toJson }}
-    maxDepth: {{ $caps.maxDepth | toJson }}
-    maxFanoutPerNode: {{ $caps.maxFanoutPerNode | toJson }}
-    maxSteps: {{ $caps.maxSteps | toJson }}
-    maxParallel: {{ $caps.maxParallel | toJson }}
-    maxTokens: {{ $caps.maxTokens | toJson }}
-    maxCostUSD: {{ $caps.maxCostUSD | toJson }}
-    deadlineSeconds: {{ $caps.deadlineSeconds | toJson }}
+  {{- /* whole: its fields are the schema's, which hack/gen-chart-budgets.py writes from api.Budget */}}
+  caps: {{ .Values.policy.caps | toJson }}
   corpusSchemes: {{ .Values.policy.corpusSchemes | toJson }}
   allowOpenAI: {{ .Values.policy.allowOpenAI }}
 {{- end -}}

@@ -10,11 +10,7 @@ an agent never plans to use more than it (with ``allowance`` 0 it does no work).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Mapping, Protocol, runtime_checkable
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..api import AgentSpec
-    from ..corpus import Corpus
+from typing import Protocol, runtime_checkable
 
 SNIPPET_CHARS = 300
 
@@ -65,19 +61,3 @@ class Agent(Protocol):
 def usage(tokens: int, cost_per_1k: float) -> Usage:
     tokens = max(0, int(tokens))
     return Usage(tokens=tokens, cost_usd=round(tokens / 1000.0 * cost_per_1k, 8))
-
-
-def make_agent(spec: "AgentSpec", corpus: "Corpus", env: Mapping[str, str]) -> Agent:
-    """The agent ``spec`` describes. The openai agent's key is read from ``env[spec.apiKeyEnv]``
-    (on a cluster the operator maps the Secret into that variable); no key means no
-    Authorization header (fine for local endpoints)."""
-    kind = getattr(spec.type, "value", spec.type)
-    if kind == "offline":
-        from .offline import OfflineAgent
-
-        return OfflineAgent(corpus, spec.relevanceThreshold, cost_per_1k=spec.costPer1kTokensUSD)
-    if kind == "openai":
-        from .openai_compat import OpenAICompatAgent
-
-        return OpenAICompatAgent(spec, corpus, env.get(spec.apiKeyEnv) or None)
-    raise AgentError(f"unknown agent type {kind!r} (offline or openai)")

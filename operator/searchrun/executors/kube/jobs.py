@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping
 
 from ...api import API_VERSION, KIND, SearchRunSpec
 from ...engine import Observation, StartStep
 from ...steps import STEP_ENV
+from ..base import CommittedResult, committed_observation
 from .config import OperatorConfig
 
 MANAGED_BY = "searchrun"
@@ -114,8 +115,9 @@ def job_state(job: Mapping) -> str:
     return "running"
 
 
-def observe_job(job: Mapping, result: Optional[dict | str] = None, pod_message: str = "") -> Observation:
-    """What the engine needs of a Job. ``result`` is the step's result.json, for a Job that succeeded."""
+def observe_job(job: Mapping, result: CommittedResult = None, pod_message: str = "") -> Observation:
+    """What the engine needs of a Job. ``result`` is the step's result.json as read from the store,
+    for a Job that succeeded (``executors.base.parse_result`` reads it)."""
     meta = job.get("metadata") or {}
     labels = meta.get("labels") or {}
     step_id = labels.get(L_STEP, "")
@@ -124,19 +126,9 @@ def observe_job(job: Mapping, result: Optional[dict | str] = None, pod_message: 
     failed = int(status.get("failed") or 0)
     state = job_state(job)
     if state == "succeeded":
-        from ...engine import StepResult
-
-        try:
-            if isinstance(result, str):  # the reconciler read it but could not parse it
-                raise ValueError(f"the step's result.json is {result}")
-            r = StepResult.from_dict(result if result is not None else {})
-            if result is None:
-                raise ValueError("the step's result.json is missing")
-        except ValueError as e:
-            return Observation(step_id, attempt, "failed", message=f"malformed step result: {e}", final=True, attempts=failed + 1)
         # pod_message: why an earlier pod of this Job failed (its retry succeeded)
-        return Observation(step_id, attempt, "succeeded", result=r, attempts=failed + 1,
-                           message=pod_message if failed else "")
+        return committed_observation(step_id, attempt, result, final=True, attempts=failed + 1,
+                                     message=pod_message if failed else "")
     if state == "failed":
         cond = _conditions(job).get("Failed") or _conditions(job).get("FailureTarget") or {}
         why = f"{cond.get('reason', 'Failed')}: {cond.get('message', '')}".strip(": ")

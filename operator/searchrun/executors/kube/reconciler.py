@@ -37,7 +37,7 @@ from ...api import GROUP, PLURAL, VERSION, SearchRunSpec, SearchRunStatus
 from ...api import LineageSummary, StepStatus
 from ...engine import Decision, Observation, reconcile
 from ...steps import LINEAGE_NAME
-from .. import lineage_document, step_context
+from .. import lineage_document, lineage_needed, step_context
 from .config import OperatorConfig
 from .jobs import A_ATTEMPT, build_job, job_name, job_state, observe_job, pod_error
 
@@ -304,7 +304,7 @@ class RunReconciler:
         self.store = None
         self.store_uri: Optional[str] = None
         self.last_patch: Optional[dict] = None
-        self.results: dict[str, dict] = {}       # step id -> result.json, read once
+        self.results: dict[str, bytes] = {}      # step id -> result.json, read once
         self.create_errors: dict[str, str] = {}  # step id -> why the API refused its Job
         self.unreadable_since: dict[str, float] = {}  # step id -> when its result was first missed
         self.offloaded = False
@@ -369,7 +369,7 @@ class RunReconciler:
 
     # -- observing
 
-    def _result(self, step_id: str, attempt: int) -> Optional[dict | str]:
+    def _result(self, step_id: str, attempt: int) -> Optional[bytes]:
         from ...artifacts import result_key
 
         if step_id in self.results:
@@ -379,12 +379,8 @@ class RunReconciler:
         except Exception as e:
             log.warning("%s/%s: cannot read result of %s: %s", self.namespace, self.name, step_id, e)
             return None
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            data = "not valid JSON"  # read, but malformed: observe_job fails the step with the reason
-        self.results[step_id] = data
-        return data
+        self.results[step_id] = raw  # observe_job parses it (executors.base.parse_result)
+        return raw
 
     def _pod_error(self, job_name: str, failed_pods_only: bool = False) -> str:
         try:
@@ -585,7 +581,7 @@ class RunReconciler:
             if o.state != "running":
                 self.results.pop(sid, None)  # applied: the step is not read again (a 10,000-step run held them all)
         before = self._sync(d.status)
-        if any(a.needs_lineage for a in d.start) or (d.done and self.offloaded):
+        if lineage_needed(d.start) or (d.done and self.offloaded):
             self.write_lineage(d.status)
         body = self._status_body(d)  # an offloaded lineage is written to the store here
         # The lineage first, then the Jobs it names. Once the status points at the store, the store

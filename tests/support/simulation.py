@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Optional
 
-from .api import SearchRunSpec, SearchRunStatus
-from .engine import Decision, JobNamer, Observation, StartStep, StepResult, reconcile, step_attempt_name
+from searchrun.api import SearchRunSpec, SearchRunStatus
+from searchrun.engine import Decision, JobNamer, Observation, StartStep, StepResult, reconcile, step_attempt_name
 
 Outcome = Callable[[StartStep], Observation]
 
