@@ -22,6 +22,9 @@ SHORT_NAMES = ["sr"]
 API_VERSION = f"{GROUP}/{VERSION}"
 
 MAX_QUERY_CHARS = 2000
+MAX_NOTE_CHARS = 800       # the note a traversal step passes down (agent.maxContextChars is at most this)
+MAX_RELATION_CHARS = 63    # a relationship kind of the corpus, as followed by a traversal
+MAX_REASON_CHARS = 160     # why a parent proposed a child
 DEFAULT_IMAGE = "localhost/searchrun:0.1.0"
 
 
@@ -81,6 +84,8 @@ class AgentSpec(Model):
     apiKeyEnv: str = Field(default="OPENAI_API_KEY", max_length=128, pattern=r"^[A-Z_][A-Z0-9_]*$", description="environment variable holding the API key")
     costPer1kTokensUSD: float = Field(default=0.0, ge=0.0, le=1000.0, description="price used to turn tokens into cost")
     requestTimeoutSeconds: int = Field(default=30, ge=1, le=600)
+    maxContextChars: int = Field(default=MAX_NOTE_CHARS // 2, ge=0, le=MAX_NOTE_CHARS,
+                                 description="context budget: the most characters of the note a traversal step passes to its children (counted into its tokens)")
 
     @model_validator(mode="after")
     def _openai_needs_endpoint(self) -> "AgentSpec":
@@ -232,6 +237,14 @@ class StepPhase(str, Enum):
 TERMINAL_STEP_PHASES = {StepPhase.Succeeded.value, StepPhase.Failed.value, StepPhase.Skipped.value}
 
 
+class Proposal(Model):
+    """A child a traversal step proposes: the document, the link that leads there, and why."""
+
+    doc: str = Field(min_length=1, max_length=256)
+    via: str = Field(default="", max_length=MAX_RELATION_CHARS)
+    why: str = Field(default="", max_length=MAX_REASON_CHARS)
+
+
 class StepStatus(Model):
     """One node of the lineage."""
 
@@ -254,6 +267,10 @@ class StepStatus(Model):
     decision: Optional[str] = Field(default=None, description="short human summary: found, deeper, dead end, ...")
     found: Optional[bool] = None
     next: list[str] = Field(default_factory=list, description="documents the agent proposed to explore next")
+    proposals: list["Proposal"] = Field(default_factory=list, description="traverse_node: the proposed children, with the link to follow and why")
+    via: Optional[str] = Field(default=None, max_length=MAX_RELATION_CHARS, description="traverse_node: the relationship kind followed from the parent's document")
+    why: Optional[str] = Field(default=None, max_length=MAX_REASON_CHARS, description="traverse_node: why the parent proposed this document")
+    note: Optional[str] = Field(default=None, max_length=MAX_NOTE_CHARS, description="traverse_node: the note passed to its children (what is established, what is open)")
     expanded: bool = False
     message: Optional[str] = None
 

@@ -14,6 +14,9 @@ from .types import AGGREGATE, REPORT, SIMPLE, parse_time
 FAN_IN_RESERVE = 2
 # Below this many tokens a search step cannot do useful work: the token budget is spent.
 MIN_STEP_TOKENS = 50
+# One step may take at most this share of the token budget. It does not depend on maxParallel:
+# the same manifest gets the same allowances (and so the same tokens) at any parallelism.
+MAX_STEP_SHARE = 20
 
 
 class BudgetAccount:
@@ -39,15 +42,16 @@ class BudgetAccount:
         return self.spec.agent.costPer1kTokensUSD / 1000.0
 
     def token_allowance(self) -> int:
-        """Tokens a starting step may spend: reserved from what is left, so that the
-        run's tokens (and cost) stay within budget even with steps in flight."""
-        reserved = self.idx.reserved_tokens()
+        """Tokens a step may spend: reserved from what is left (``committed`` holds what the
+        steps in flight may still spend), so that the run's tokens (and cost) stay within
+        budget even with steps in flight."""
+        reserved = self.idx.committed
         left = self.b.maxTokens - self.idx.tokens - reserved
         price = self.price_per_token()
         if price > 0:
             cost_left = self.b.maxCostUSD - self.idx.cost - reserved * price
             left = min(left, int(math.floor(max(0.0, cost_left) / price + 1e-9)))
-        cap = max(MIN_STEP_TOKENS, self.b.maxTokens // (self.b.maxParallel + 1))
+        cap = max(MIN_STEP_TOKENS, self.b.maxTokens // MAX_STEP_SHARE)
         return max(0, min(left, cap))
 
     def spent(self) -> Optional[tuple[str, str]]:

@@ -9,6 +9,8 @@ from ..api import SearchRunStatus, StepStatus
 from ..steps import registry  # the module: step types import engine.types while it loads
 from .types import P_BACKOFF, P_FAILED, P_QUEUED, P_RUNNING, P_SKIPPED, P_SUCCEEDED
 
+IN_FLIGHT = (P_QUEUED, P_RUNNING, P_BACKOFF)
+
 
 class LineageIndex:
     def __init__(self, status: SearchRunStatus):
@@ -26,6 +28,11 @@ class LineageIndex:
         self.agents = 0
         self.peak_parallel = status.budgetUsed.parallel
         self.skipped = 0
+        # Search steps in flight, by depth: a depth's finished steps are expanded together, in
+        # step-id order, once none of that depth is in flight (a wave), so runs are reproducible.
+        self.active_by_depth: dict[int, int] = {}
+        self.held: set[str] = set()     # finished search steps waiting for their wave
+        self.committed = 0              # token allowances of the steps in flight
         # Ids of steps added or changed by the current ``reconcile`` call (``Decision.changed``).
         # A status the executor hands in is what it already has: nothing in it is new to it.
         self.dirty: set[str] = set()
@@ -54,12 +61,14 @@ class LineageIndex:
             self.to_expand.append(s.id)
         if search and not s.expanded and s.phase != P_SKIPPED:
             self.open_search += 1
+        if s.phase in IN_FLIGHT:
+            self.committed += s.tokenAllowance
+            if search:
+                self.active_by_depth[s.depth] = self.active_by_depth.get(s.depth, 0) + 1
         self.tokens += s.tokens
         self.cost += s.costUSD
         self.max_depth = max(self.max_depth, s.depth if s.attempts > 0 else 0)
 
-    def reserved_tokens(self) -> int:
-        return sum(self.by_id[i].tokenAllowance for i in self.running)
 
 
 def index_of(status: SearchRunStatus) -> LineageIndex:

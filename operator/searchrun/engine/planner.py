@@ -14,10 +14,10 @@ from ..api import Condition, Phase, SearchRunSpec, SearchRunStatus, StepPhase, S
 from ..steps import registry  # the module: step types import engine.types while it loads
 from . import retries
 from .budget import MIN_STEP_TOKENS, BudgetAccount
-from .index import index_of
+from .index import IN_FLIGHT, index_of
 from .types import (
     AGGREGATE, DETECT, P_BACKOFF, P_QUEUED, P_RUNNING, P_SKIPPED, P_SUCCEEDED, PLAN, SIMPLE,
-    Event, JobNamer, Observation, StartStep, StepResult, iso, step_attempt_name,
+    Event, JobNamer, Observation, StartStep, StepResult, iso, path_key, step_attempt_name,
 )
 
 RUN_DONE = (Phase.Succeeded.value, Phase.Failed.value)
@@ -53,11 +53,22 @@ class Planner:
         """``s`` changed outside ``set_phase``: the executor must write it."""
         self.idx.dirty.add(s.id)
 
+    def commit_allowance(self, s: StepStatus, tokens: int) -> None:
+        """Set the tokens ``s`` may spend (reserved from the budget while it is in flight)."""
+        if s.phase in IN_FLIGHT:
+            self.idx.committed += tokens - s.tokenAllowance
+        s.tokenAllowance = tokens
+        self.idx.dirty.add(s.id)
+
     def set_phase(self, s: StepStatus, phase: StepPhase) -> None:
         self.idx.dirty.add(s.id)  # callers change other fields of the step just before
         old = s.phase
         if old == phase.value:
             return
+        if old in IN_FLIGHT and phase.value not in IN_FLIGHT:
+            self.idx.committed -= s.tokenAllowance
+            if registry.kind_of(s.type).search:
+                self.idx.active_by_depth[s.depth] -= 1
         if old == P_RUNNING:
             self.idx.running.discard(s.id)
         elif old == P_BACKOFF:
@@ -151,18 +162,28 @@ class Planner:
         self.event("FallbackToSimple", f"{why}: falling back to simple search", "Warning")
         self.add_step(SIMPLE, "simple_search", parents)
 
-    def spawn(self, parent: StepStatus, docs: list[str], limit: int, limit_name: str, first_id, depth: int) -> int:
-        """Children of ``parent`` for ``docs`` (in order, at most ``limit``), while no global
-        budget forbids them; ``first_id(j)`` names the j-th. Returns how many were added."""
-        if len(docs) > limit:
+    def spawn(self, parent: StepStatus, children: list[tuple[str, str, str]], limit: int, limit_name: str, child_id,
+              depth: int) -> int:
+        """Traversal children of ``parent``: (doc, via, why) in order, at most ``limit``, while
+        no global budget forbids them; ``child_id(j)`` names the j-th. Each gets its token
+        allowance now, so that allowances do not depend on when it starts. Returns how many."""
+        if len(children) > limit:
             self.note_limit(limit_name)
         added = 0
-        for j, doc in enumerate(docs[:limit]):
+        for j, (doc, via, why) in enumerate(children[:limit]):
             spent = self.budget.spent()
             if spent:
                 self.stop(*spent)
                 break
-            self.add_step(first_id(j), "traverse_node", [parent.id], depth=depth, doc=doc)
+            s = self.add_step(child_id(j), "traverse_node", [parent.id], depth=depth, doc=doc)
+            s.via, s.why = via or None, why or None
+            allowance = self.budget.token_allowance()
+            if allowance < MIN_STEP_TOKENS:
+                self.stop("maxTokens" if self.budget.price_per_token() == 0 else "maxCostUSD", "no tokens left for another search step")
+                s.message = "skipped: token budget spent"
+                self.set_phase(s, StepPhase.Skipped)
+                break
+            self.commit_allowance(s, allowance)
             added += 1
         return added
 
@@ -221,7 +242,7 @@ class Planner:
             if s.attempts == 0:
                 self.idx.started += 1
             s.attempts += 1
-            s.tokenAllowance = allowance
+            self.commit_allowance(s, allowance)
             s.job = self.job_namer(self.run_uid, s.id)
             s.startedAt = s.startedAt or iso(self.now)
             self.set_phase(s, StepPhase.Running)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Literal, Mapping, Optional
 
-from ..api import SearchRunStatus, StepPhase
+from ..api import MAX_NOTE_CHARS, MAX_REASON_CHARS, MAX_RELATION_CHARS, SearchRunStatus, StepPhase
 
 # Well-known step ids of the DAG (traversal steps are t0, t0-1, ...: their path from the plan).
 DETECT, SIMPLE, PLAN, AGGREGATE, REPORT = "detect", "simple", "plan", "aggregate", "report"
@@ -30,6 +30,14 @@ def step_attempt_name(run_uid: str, step_id: str) -> str:
     """The default name of a step's attempt (a local process): its step path. The kube
     executor passes its own namer (a Job name, by Kubernetes' naming rules)."""
     return step_id
+
+
+def path_key(step_id: str) -> tuple:
+    """Sort key of traversal step ids by their path (t2 before t10, t0-1 before t0-10)."""
+    parts = step_id[1:].split("-") if step_id[:1] == "t" else []
+    if parts and all(p.isdigit() for p in parts):
+        return (0, tuple(int(p) for p in parts))
+    return (1, step_id)
 
 
 def iso(t: datetime) -> str:
@@ -55,6 +63,8 @@ class StepResult:
     found: Optional[bool] = None          # traverse_node, simple_search, aggregate_results
     next: tuple[str, ...] = ()            # traverse_node: proposed children, best first
     answers: int = 0                      # simple_search, aggregate_results
+    note: str = ""                        # traverse_node: the note for its children
+    proposals: tuple[tuple[str, str, str], ...] = ()  # traverse_node: (doc, via, why), best first
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "StepResult":
@@ -71,7 +81,7 @@ class StepResult:
         def _ids(name: str) -> tuple[str, ...]:
             v = data.get(name, [])
             if not isinstance(v, list) or not all(isinstance(x, str) and 0 < len(x) <= MAX_ID_CHARS for x in v):
-                raise ValueError(f"step result field {name!r} must be a list of document ids")
+                raise ValueError(f"step result field {name!r} must be a list of document ids, each 1 to {MAX_ID_CHARS} characters")
             return tuple(v)
 
         cost = data.get("costUSD", 0.0)
@@ -89,6 +99,13 @@ class StepResult:
         decision = data.get("decision", "")
         if not isinstance(decision, str):
             raise ValueError("step result field 'decision' must be a string")
+        note = data.get("note", "")
+        if not isinstance(note, str) or len(note) > MAX_NOTE_CHARS:
+            raise ValueError(f"step result field 'note' must be a string of at most {MAX_NOTE_CHARS} characters")
+        proposals = _proposals(data.get("proposals", []))
+        nxt = _ids("next")
+        if proposals and not nxt:
+            nxt = tuple(p[0] for p in proposals)
         return cls(
             tokens=_int("tokens"),
             costUSD=float(cost),
@@ -97,8 +114,10 @@ class StepResult:
             intent=intent,
             seeds=_ids("seeds"),
             found=found,
-            next=_ids("next"),
+            next=nxt,
             answers=_int("answers"),
+            note=note,
+            proposals=proposals,
         )
 
     def to_dict(self) -> dict:
@@ -115,7 +134,28 @@ class StepResult:
             out["next"] = list(self.next)
         if self.answers:
             out["answers"] = self.answers
+        if self.note:
+            out["note"] = self.note
+        if self.proposals:
+            out["proposals"] = [{"doc": d, "via": v, "why": w} for d, v, w in self.proposals]
         return out
+
+
+def _proposals(v) -> tuple[tuple[str, str, str], ...]:
+    bad = ValueError(f"step result field 'proposals' must be a list of {{doc, via, why}} objects (doc: a document id of at "
+                     f"most {MAX_ID_CHARS} characters, via: at most {MAX_RELATION_CHARS}, why: at most {MAX_REASON_CHARS})")
+    if not isinstance(v, list):
+        raise bad
+    out = []
+    for p in v:
+        if not isinstance(p, Mapping):
+            raise bad
+        doc, via, why = p.get("doc"), p.get("via", ""), p.get("why", "")
+        if not (isinstance(doc, str) and 0 < len(doc) <= MAX_ID_CHARS and isinstance(via, str) and len(via) <= MAX_RELATION_CHARS
+                and isinstance(why, str) and len(why) <= MAX_REASON_CHARS):
+            raise bad
+        out.append((doc, via, why))
+    return tuple(out)
 
 
 @dataclass(frozen=True)

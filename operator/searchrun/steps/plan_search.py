@@ -21,7 +21,7 @@ class PlanSearch(StepKind):
         if not seeds:
             run.fallback("plan_search found no seed documents", parents=[step.id])
             return
-        added = run.spawn(step, seeds, run.b.maxAgents, "maxAgents", lambda i: f"t{i}", depth=1)
+        added = run.spawn(step, [(d, "", "") for d in seeds], run.b.maxAgents, "maxAgents", lambda i: f"t{i}", depth=1)
         if added:
             run.event("FanOut", f"fan-out of {added} traversal agent(s) from plan")
 
