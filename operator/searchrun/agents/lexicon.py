@@ -76,16 +76,17 @@ class Lexicon:
 
     @lru_cache(maxsize=20_000)
     def related(self, word: str) -> tuple[str, ...]:
-        """Related words of ``word`` or, failing that, of its base form (morphy's rules)."""
-        found = self.entry(word)
-        if found:
-            return found
+        """Related words of ``word``, then of its base form (the first of morphy's rules that
+        gives one the table knows): "retained" is an adjective of its own and a form of "retain"."""
+        found = list(self.entry(word))
         for suffix, repl in _DETACH:
             if word.endswith(suffix) and len(word) - len(suffix) >= 2:
-                found = self.entry(word[: len(word) - len(suffix)] + repl)
-                if found:
-                    return found
-        return ()
+                base = word[: len(word) - len(suffix)] + repl
+                more = self.entry(base)
+                if more:
+                    found += [base, *more]
+                    break
+        return tuple(dict.fromkeys(w for w in found if w != word))
 
     @lru_cache(maxsize=20_000)
     def related_terms(self, word: str) -> tuple[str, ...]:

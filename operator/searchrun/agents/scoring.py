@@ -39,7 +39,7 @@ KIND_WEIGHT = 0.8
 PATH_CREDIT = 0.9
 MIN_OWN_OPEN = 0.5
 STRONG = 0.6
-MAX_RELATED_PER_TERM = 12
+MAX_RELATED_PER_TERM = 24
 
 WHO = "\x00who"  # the focus of a "who ..." question: a person, team or owner
 _WHO_TERMS = frozenset(terms_of("team person people owner owners own group squad engineer lead manager maintainer oncall"))
