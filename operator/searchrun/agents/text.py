@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 from functools import lru_cache
+from importlib import resources
 from typing import Callable, Optional
 
 from snowballstemmer.english_stemmer import EnglishStemmer
@@ -51,14 +52,41 @@ STOPWORDS = frozenset(
 _RELATION_VERBS = frozenset("owns owned owner owners owning".split())
 
 _STEMMER = EnglishStemmer()
+_IRREGULAR: Optional[dict[str, str]] = None
+
+
+def irregular() -> dict[str, str]:
+    """{irregular form: base} from WordNet's exception lists (kept -> keep, led -> lead), shipped
+    as ``data/irregular-en.tsv`` (see hack/build-lexicon.py); empty if the file is missing."""
+    global _IRREGULAR
+    if _IRREGULAR is None:
+        table: dict[str, str] = {}
+        try:
+            data = resources.files("searchrun").joinpath("data/irregular-en.tsv").read_text(encoding="utf-8")
+            for line in data.splitlines():
+                form, _, base = line.partition("\t")
+                if base:
+                    table[form] = base
+        except OSError:
+            pass
+        _IRREGULAR = table
+    return _IRREGULAR
 
 
 @lru_cache(maxsize=200_000)
 def stem(word: str) -> str:
-    """Snowball English stem of a lowercased word (numbers and mixed tokens are kept as they are)."""
+    """Snowball English stem of a lowercased word, after mapping an irregular form to its base
+    (numbers and mixed tokens are kept as they are)."""
     if len(word) <= 2 or not word.isalpha():
         return word
-    return _STEMMER.stemWord(word)
+    return _STEMMER.stemWord(irregular().get(word, word))
+
+
+@lru_cache(maxsize=4096)
+def irregular_forms(t: str) -> tuple[str, ...]:
+    """Irregular forms whose stem is ``t`` ("kept" for "keep"): what an index must also look for."""
+    head = t[:2]
+    return tuple(f for f, base in irregular().items() if base.startswith(head) and stem(base) == t)
 
 
 @lru_cache(maxsize=200_000)
