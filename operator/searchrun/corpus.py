@@ -119,6 +119,21 @@ class Corpus:
         self._children[doc_id] = out
         return list(out)
 
+    def links(self, doc_id: str) -> list[tuple[str, str]]:
+        """(relationship kind, target) for each followable child of ``doc_id``, in the order of
+        :meth:`children`; a target linked under several kinds keeps its first kind."""
+        doc = self.documents.get(doc_id)
+        if doc is None:
+            return []
+        out: list[tuple[str, str]] = []
+        seen = {doc_id}
+        for kind, targets in doc.relationships.items():
+            for t in targets:
+                if t not in seen and t in self.documents:
+                    seen.add(t)
+                    out.append((kind, t))
+        return out
+
     def edges(self) -> list[tuple[str, str]]:
         """Every followable (source, target) pair."""
         return [(d, c) for d in self.documents for c in self.children(d)]

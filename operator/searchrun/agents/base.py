@@ -10,7 +10,7 @@ an agent never plans to use more than it (with ``allowance`` 0 it does no work).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Optional, Protocol, runtime_checkable
 
 SNIPPET_CHARS = 300
 
@@ -29,6 +29,34 @@ class Hit:
 
 
 @dataclass(frozen=True)
+class Hop:
+    """One document on the path from the seed, seed first."""
+
+    doc_id: str
+    title: str
+    relation: Optional[str] = None  # the relationship kind followed INTO this hop (None for the seed)
+
+
+@dataclass(frozen=True)
+class PathContext:
+    """What a traverse step knows of how it got here: only this travels down to a child."""
+
+    hops: tuple[Hop, ...] = ()  # ancestors of the current document, seed first
+    relation: Optional[str] = None  # relationship kind that led to the current document
+    note: str = ""  # the parent's note: what is established, what is still open
+
+
+@dataclass(frozen=True)
+class Proposal:
+    doc_id: str
+    relation: str  # relationship kind from the current doc to this child
+    reason: str  # short, why this child may cover what is still open
+
+
+DEFAULT_MAX_NOTE_CHARS = 400
+
+
+@dataclass(frozen=True)
 class TraverseDecision:
     found: bool
     score: float
@@ -36,6 +64,8 @@ class TraverseDecision:
     next: list[str] = field(default_factory=list)  # ranked children, at most 2*k; empty = dead end
     reason: str = ""
     usage: Usage = Usage()
+    note: str = ""  # for this step's children: at most max_note_chars characters
+    proposals: tuple[Proposal, ...] = ()  # ranked; ``next`` is their doc ids
 
 
 class AgentError(RuntimeError):
@@ -53,9 +83,18 @@ class Agent(Protocol):
     def simple_search(self, query: str, k: int, allowance: int) -> tuple[list[Hit], Usage]:
         """Hits that answer the query, best first, at most k (may be empty)."""
 
-    def traverse(self, query: str, doc_id: str, k: int, allowance: int) -> TraverseDecision:
-        """Does ``doc_id`` answer the query, and which of its children (ranked, at most 2*k)
-        are worth exploring next."""
+    def traverse(
+        self,
+        query: str,
+        doc_id: str,
+        k: int,
+        allowance: int,
+        path: Optional[PathContext] = None,
+        max_note_chars: int = DEFAULT_MAX_NOTE_CHARS,
+    ) -> TraverseDecision:
+        """Does ``doc_id``, together with ``path`` (how the run got here), answer the query; which
+        of its children (ranked, at most 2*k) are worth exploring next; and the note they get.
+        The note's characters count into the step's tokens."""
 
 
 def usage(tokens: int, cost_per_1k: float) -> Usage:

@@ -1,0 +1,274 @@
+"""How the offline agent judges a document against a question and the path that led to it.
+
+A question is a list of content terms (Snowball stems), each worth 1, and perhaps a *focus*:
+the kind of thing it asks for ("Which **team** ...", "Who ..." = a person, team or owner;
+"What is **X**?" = a document about X). A document matches a term with a strength in [0, 1]:
+
+* the term in its title or its document type: 1; in the kind of the link that led here: 0.8;
+* in its content: BM25's term-frequency saturation against a *fixed* reference length
+  (``REF_WORDS``), so one mention in a 150-word document gives 0.7 and two or more give 1;
+* through a related word from the lexicon (synonym, derived form): ``SYNONYM_WEIGHT`` of that.
+
+The score is the share of the question covered by the document *together with its path*:
+terms the path already covered (the parent's note and the ancestors' titles and link kinds)
+count ``PATH_CREDIT`` each, the rest what this document gives. No corpus statistic enters it, so
+a score (and the threshold) means the same in a 12- and a 5,000-document corpus. A document
+answers when the score reaches the threshold and it contributes itself: it matches the focus
+in its title, type or incoming link kind (a "who" question is answered by a person, team or
+organisation, or the target of an ``..._by`` link), it covers at least ``MIN_OWN_OPEN`` of what
+was still open, a seed with at least two of a longer question's terms, and a document reached
+by a link through its title, type or link kind - so one incidental word, or an echo of the
+seed's subject, is never an answer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Iterable, Optional
+
+from .base import PathContext
+from .lexicon import LEXICON
+from .text import STOPWORDS, kind_words, surface_forms, term, terms_of, words
+
+K1 = 1.5
+B = 0.75
+REF_WORDS = 150
+IDEAL_TF = 2
+SYNONYM_WEIGHT = 0.5
+KIND_WEIGHT = 0.8
+PATH_CREDIT = 0.9
+MIN_OWN_OPEN = 0.34
+STRONG = 0.6
+CONTENT_ONLY_SCORE = 0.75  # a document whose labels share nothing with a longer question answers on content this strong
+MAX_RELATED_PER_TERM = 24
+
+WHO = "\x00who"  # the focus of a "who ..." question: a person, team, owner or organisation
+WHERE = "\x00where"  # the focus of a "where ..." question: a place
+_WHO_TERMS = frozenset(
+    terms_of(
+        """team person people owner group squad engineer lead leader manager maintainer director head
+        chief staff contractor company firm vendor supplier provider department organisation
+        organization agency operator"""
+    )
+)
+_WHERE_TERMS = frozenset(terms_of("place location office site building address room venue campus depot hall region"))
+_WHO_KIND_END = frozenset(["by"])  # owned_by, run_by, headed_by: the target is who does it
+_NOT_AGENTS = frozenset(  # ... but not governed_by, covered_by: those point at a rule or a thing
+    terms_of(
+        """governed covered replaced superseded caused used triggered blocked limited defined regulated
+        described documented referenced cited affected impacted required protected backed stored"""
+    )
+)
+_WHERE_KINDS = frozenset(terms_of("located location site where")) | {"at", "in"}
+_WH_START = frozenset("which what who whom whose where".split())
+_AUX = frozenset("is are was were does do did has have had can could should would will".split())
+_OPEN_MARK = re.compile(r"\b(?:(?:still open|open|missing|remaining|unresolved|unknown|todo)\s*:|still need(?:ed|s)?\b)", re.I)
+
+
+@dataclass(frozen=True)
+class QTerm:
+    stem: str
+    surface: str
+    related: frozenset[str]
+    ordered: tuple[str, ...] = ()  # the related stems, closest first
+
+
+@dataclass(frozen=True)
+class Question:
+    terms: tuple[QTerm, ...]
+    focus: Optional[str]  # a term's stem, WHO, or None
+    definitional: bool  # "What is X?": the answer is a document about X
+
+    @property
+    def stems(self) -> list[str]:
+        return [t.stem for t in self.terms]
+
+
+def analyse(query: str) -> Question:
+    """The question's terms (with related words), focus and shape."""
+    surf = surface_forms(query)
+    terms = []
+    for s, w in surf.items():
+        rel = LEXICON.related_terms(w)[:MAX_RELATED_PER_TERM] if w.isalpha() else ()
+        terms.append(QTerm(s, w, frozenset(rel), rel))
+    ws = words(query)
+    focus: Optional[str] = None
+    definitional = False
+    if ws and ws[0] in _WH_START:
+        if ws[0] in ("who", "whom", "whose"):
+            focus = WHO
+        elif ws[0] == "where":
+            focus = WHERE
+        elif len(ws) > 1 and ws[1] not in STOPWORDS and term(ws[1]) is not None:
+            # "which team ...", "what team is ..." (not "what happens if ...": a verb, not a kind)
+            if ws[0] == "which" or (len(ws) > 2 and ws[2] in _AUX):
+                focus = term(ws[1])
+        elif ws[0] == "what" and len(ws) > 2 and ws[1] in ("is", "are") and len(surf) <= 3:
+            definitional = True
+    elif ws and ws[0] in ("define", "definition"):
+        definitional = True
+    return Question(tuple(terms), focus, definitional)
+
+
+def saturation(tf: int, n_words: int) -> float:
+    """Content strength of ``tf`` mentions in a document of ``n_words`` words, in [0, 1]."""
+    if tf <= 0:
+        return 0.0
+
+    def sat(x: float) -> float:
+        return x * (K1 + 1) / (x + K1 * (1 - B + B * max(1, n_words) / REF_WORDS))
+
+    return min(1.0, sat(tf) / (IDEAL_TF * (K1 + 1) / (IDEAL_TF + K1)))
+
+
+class View:
+    """What the agent read of one document: its title, type, incoming link kind and content."""
+
+    def __init__(self, title: str, doc_type: str, relation: Optional[str], content: str):
+        self.title = set(terms_of(title))
+        self.type = {t for t in map(term, kind_words(doc_type)) if t} if doc_type != "document" else set()
+        kw = kind_words(relation or "")
+        self.kind = {t for t in map(term, kw) if t}
+        self.agent_link = len(kw) >= 2 and kw[-1] in _WHO_KIND_END and term(kw[-2]) not in _NOT_AGENTS
+        self.place_link = bool(set(kw) & _WHERE_KINDS)
+        toks = terms_of(content)
+        self.counts = Counter(toks)
+        self.n_words = len(toks) + len(self.title)
+
+    def _exact(self, s: str) -> tuple[float, str]:
+        if s in self.title:
+            return 1.0, "title"
+        if s in self.type:
+            return 1.0, "type"
+        if s in self.kind:
+            return KIND_WEIGHT, "link"
+        c = saturation(self.counts.get(s, 0), self.n_words)
+        return c, "content" if c else ""
+
+    def strength(self, t: QTerm) -> tuple[float, str]:
+        """(strength, where) of the best match of ``t``: exact, else through a related word."""
+        best, where = self._exact(t.stem)
+        if best >= 1.0:
+            return best, where
+        for r in t.ordered:
+            m, w = self._exact(r)
+            m *= SYNONYM_WEIGHT
+            if m > best:
+                best, where = m, f"{w} ~{r}"
+        return best, where
+
+    def focus_strength(self, q: Question) -> float:
+        """How strongly the title, type or incoming link kind is what the question asks for."""
+        if q.focus is None:
+            return 1.0
+        labels = self.title | self.type | self.kind
+        if q.focus in (WHO, WHERE):
+            labels = labels - set(q.stems)  # "who leads the department ...": not the department itself
+        if q.focus == WHO:
+            return 1.0 if labels & _WHO_TERMS or self.agent_link else 0.0
+        if q.focus == WHERE:
+            return 1.0 if labels & _WHERE_TERMS or self.place_link else 0.0
+        qt = next((t for t in q.terms if t.stem == q.focus), None)
+        if q.focus in labels:
+            return 1.0
+        if qt is not None and labels & qt.related:
+            return SYNONYM_WEIGHT
+        return 0.0
+
+
+def path_covered(q: Question, path: Optional[PathContext]) -> set[str]:
+    """Stems of the question the path already covered: the parent's note (the part before an
+    "open:" marker, if it has one) and the ancestors' titles and link kinds."""
+    if path is None:
+        return set()
+    note = path.note or ""
+    m = _OPEN_MARK.search(note)
+    established = note[: m.start()] if m else note
+    seen = set(terms_of(established))
+    for h in path.hops:
+        seen.update(terms_of(h.title or ""))
+        seen.update(t for t in map(term, kind_words(h.relation or "")) if t)
+    seen.update(t for t in map(term, kind_words(path.relation or "")) if t)
+    out = set()
+    for t in q.terms:
+        if t.stem in seen or (t.related & seen):
+            out.add(t.stem)
+    return out
+
+
+@dataclass(frozen=True)
+class Judgement:
+    score: float
+    found: bool
+    matched: tuple[tuple[str, float, str], ...]  # (surface, strength, where) of what the document gives
+    covered: frozenset[str]  # stems covered after this document (path and own)
+    why_not: str
+
+
+def judge(q: Question, view: View, path_terms: Iterable[str], threshold: float) -> Judgement:
+    if not q.terms:
+        return Judgement(0.0, False, (), frozenset(), "the query has no content terms")
+    path_terms = set(path_terms)
+    total = 0.0
+    own_open = 0.0
+    n_open = 0
+    own_hits = 0
+    strong_hits = 0
+    labelled = 0  # open terms matched by the title, type or incoming link kind
+    matched = []
+    covered = set(path_terms)
+    for t in q.terms:
+        m, where = view.strength(t)
+        if m > 0:
+            matched.append((t.surface, round(m, 2), where))
+        if m >= 0.5:
+            covered.add(t.stem)
+        if t.stem in path_terms:
+            total += max(m, PATH_CREDIT)
+            continue
+        n_open += 1
+        own_open += m
+        own_hits += m >= 0.3
+        strong_hits += m >= STRONG
+        labelled += m >= STRONG and not where.startswith("content")
+        total += m
+    score = round(min(1.0, total / len(q.terms)), 4)
+    open_share = own_open / n_open if n_open else 0.0
+    fs = view.focus_strength(q)
+    # what the document itself gives: the kind of thing asked for (a person, a place), or open terms
+    gives_focus = q.focus in (WHO, WHERE) and fs >= 0.5
+    why = ""
+    if score < threshold or score <= 0:
+        why = f"score {score:.2f} < threshold {threshold:.2f}"
+    elif n_open == 0:
+        why = "adds nothing the path had not covered"
+    elif fs < 0.5:
+        why = "its title, type and link are not what the question asks for"
+    elif not gives_focus and (strong_hits == 0 or open_share < MIN_OWN_OPEN):
+        why = f"covers only {open_share:.0%} of what was still open"
+    elif not path_terms and len(q.terms) >= 3 and own_hits < 2:
+        why = "matches only one of the question's terms"
+    elif not path_terms and len(q.terms) >= 3 and not labelled and score < CONTENT_ONLY_SCORE:
+        why = f"its title, type and link share nothing with the question and its content covers < {CONTENT_ONLY_SCORE:.0%}"
+    elif path_terms and not gives_focus and not labelled:
+        # reached by a link, a document answers the open part only if it is *about* it
+        why = "mentions what was still open only in passing (not in its title, type or link)"
+    return Judgement(score, not why, tuple(matched), frozenset(covered), why)
+
+
+def note_for(q: Question, covered: Iterable[str], title: str, found: bool) -> str:
+    """The note a document leaves its children: what the path established, what is still open."""
+    covered = set(covered)
+    est = [t.surface for t in q.terms if t.stem in covered]
+    opn = [t.surface for t in q.terms if t.stem not in covered]
+    if q.focus in (WHO, WHERE) and not found:
+        opn.append("who" if q.focus == WHO else "where")
+    parts = []
+    if est:
+        parts.append("established: " + ", ".join(est) + (f" ({title})" if title else ""))
+    if found:
+        parts.append(f"answered by {title or 'this document'}")
+    parts.append("open: " + (", ".join(opn) if opn else "nothing"))
+    return "; ".join(parts)

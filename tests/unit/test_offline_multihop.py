@@ -1,0 +1,252 @@
+"""The offline agent's multi-hop judgement, on a small organisation corpus written for it."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from searchrun.agents.base import Hop, PathContext, Proposal
+from searchrun.agents.intent import classify
+from searchrun.agents.lexicon import LEXICON
+from searchrun.agents.offline import OfflineAgent
+from searchrun.corpus import Corpus, parse_corpus
+
+TEAM_Q = "Which team is on call for the service that sends password-reset emails?"
+
+ORG = {
+    "mailer": {
+        "title": "Mailer service",
+        "type": "service",
+        "content": "The mailer sends password-reset emails, sign-up confirmations and invoices. "
+        "It queues messages and hands them to the relay.",
+        "relationships": {"depends_on": ["smtp-relay"], "owned_by": ["identity-team"], "runbook": ["mailer-runbook"]},
+    },
+    "identity-team": {
+        "title": "Identity team",
+        "type": "team",
+        "content": "Six engineers with a weekly pager rotation. They are on call around the clock "
+        "and answer pages within fifteen minutes.",
+        "relationships": {"owns": ["mailer", "login-service"]},
+    },
+    "smtp-relay": {
+        "title": "SMTP relay",
+        "type": "service",
+        "content": "Relays outgoing mail for every service. Sends through two providers.",
+        "relationships": {"owned_by": ["platform-team"]},
+    },
+    "platform-team": {
+        "title": "Platform team",
+        "type": "team",
+        "content": "Runs the shared infrastructure. Not on call at night.",
+        "relationships": {"owns": ["smtp-relay"]},
+    },
+    "mailer-runbook": {
+        "title": "Mailer runbook",
+        "type": "runbook",
+        "content": "When emails are delayed, check the queue depth, then the relay. Password-reset "
+        "emails have priority.",
+        "relationships": {"part_of": ["mailer"]},
+    },
+    "login-service": {
+        "title": "Login service",
+        "type": "service",
+        "content": "Checks passwords and issues sessions. Ships behind feature flags.",
+        "relationships": {"owned_by": ["identity-team"]},
+    },
+    "audit-logs": {
+        "title": "Audit logs",
+        "type": "service",
+        "content": "Every admin action is written to the audit log with who did it and when.",
+        "relationships": {"governed_by": ["records-policy"]},
+    },
+    "records-policy": {
+        "title": "Records policy",
+        "type": "policy",
+        "content": "Admin action records are retained for 400 days, then deleted.",
+        "relationships": {},
+    },
+    "python": {"title": "Python", "type": "language", "content": "Python is a programming language with dynamic types."},
+    "tooling": {"title": "Build tooling", "content": "Our build scripts are written in Python and Bash."},
+    "notebooks": {"title": "Notebooks", "content": "Analysts use Python notebooks for reports."},
+}
+
+
+def corpus(docs: dict = ORG) -> Corpus:
+    return parse_corpus(json.dumps({"documents": docs}).encode(), "org")
+
+
+@pytest.fixture(scope="module")
+def agent() -> OfflineAgent:
+    return OfflineAgent(corpus(), 0.35)
+
+
+def seed_step(agent: OfflineAgent, query: str, doc: str, k: int = 3):
+    return agent.traverse(query, doc, k, 5000, PathContext())
+
+
+def child_path(agent: OfflineAgent, parent: str, decision, child: str) -> PathContext:
+    """The PathContext a parent step hands one of its children (what the engine passes on)."""
+    relation = next(p.relation for p in decision.proposals if p.doc_id == child)
+    return PathContext((Hop(parent, agent.corpus.get(parent).title),), relation, decision.note)
+
+
+# ------------------------------------------------------------------- two hops
+
+
+def test_two_hop_answer_needs_the_path(agent):
+    seed = seed_step(agent, TEAM_Q, "mailer")
+    # the mailer matches most of the question but is not a team: no answer, and the team is open
+    assert not seed.found and seed.score >= 0.35
+    assert "open:" in seed.note and "team" in seed.note.split("open:")[1]
+    assert seed.proposals[0] == Proposal("identity-team", "owned_by", seed.proposals[0].reason)
+    assert "team" in seed.proposals[0].reason
+    # alone, the team's document covers too little of the question
+    alone = agent.traverse(TEAM_Q, "identity-team", 3, 5000)
+    assert not alone.found
+    # with the path that led to it, it answers
+    dec = agent.traverse(TEAM_Q, "identity-team", 3, 5000, child_path(agent, "mailer", seed, "identity-team"))
+    assert dec.found and dec.score > alone.score and "path covered" in dec.reason
+
+
+def test_no_single_document_answers_the_two_hop_question(agent):
+    for doc in agent.corpus.ids():
+        assert not agent.traverse(TEAM_Q, doc, 3, 5000).found, doc
+
+
+def test_a_sibling_that_echoes_the_path_is_not_an_answer(agent):
+    seed = seed_step(agent, TEAM_Q, "mailer")
+    for child in ("mailer-runbook", "smtp-relay"):
+        dec = agent.traverse(TEAM_Q, child, 3, 5000, child_path(agent, "mailer", seed, child))
+        assert not dec.found, (child, dec.reason)
+
+
+def test_a_path_without_structure_still_counts_its_titles(agent):
+    # a note from another agent, free text with a "still open" marker
+    path = PathContext((Hop("mailer", "Mailer service"),), "owned_by", "The mailer sends password-reset emails. Still open: which team is on call.")
+    assert agent.traverse(TEAM_Q, "identity-team", 3, 5000, path).found
+
+
+# ---------------------------------------------------------------- children
+
+
+def test_zero_overlap_child_is_proposed_when_it_is_the_only_way_on(agent):
+    q = "How long are audit logs kept?"
+    dec = agent.traverse(q, "audit-logs", 2, 5000, PathContext())
+    assert dec.next == ["records-policy"] and dec.proposals[0].relation == "governed_by"
+    assert dec.proposals[0].reason
+
+
+def test_children_are_ranked_by_what_is_still_open(agent):
+    dec = seed_step(agent, TEAM_Q, "mailer", k=1)
+    assert len(dec.next) == 2 and dec.next[0] == "identity-team"
+    assert [p.doc_id for p in dec.proposals] == dec.next
+
+
+# -------------------------------------------------------------------- note
+
+
+@pytest.mark.parametrize("limit", [0, 1, 5, 30, 80, 400])
+def test_note_is_bounded_by_max_note_chars(agent, limit):
+    dec = agent.traverse(TEAM_Q, "mailer", 3, 5000, PathContext(), max_note_chars=limit)
+    assert len(dec.note) <= limit
+    if limit >= 30:
+        assert dec.note
+
+
+def test_note_words_count_into_tokens_and_the_allowance_bounds_everything(agent):
+    long_note = "established: " + "word " * 2000
+    path = PathContext((Hop("mailer", "Mailer service"),), "owned_by", long_note)
+    for allowance in (1, 10, 50, 200, 5000):
+        dec = agent.traverse(TEAM_Q, "identity-team", 3, allowance, path)
+        assert dec.usage.tokens <= allowance and len(dec.note) <= 400
+    short = agent.traverse(TEAM_Q, "identity-team", 3, 5000, PathContext((), "owned_by", ""))
+    longer = agent.traverse(TEAM_Q, "identity-team", 3, 5000, path)
+    assert longer.usage.tokens > short.usage.tokens
+
+
+def test_bad_paths_do_not_crash(agent):
+    weird = PathContext((Hop("ghost", ""), Hop("mailer", "x" * 10_000, "no_such_kind")), "", "\x00" * 50)
+    dec = agent.traverse(TEAM_Q, "identity-team", 3, 5000, weird, max_note_chars=50)
+    assert len(dec.note) <= 50
+
+
+# --------------------------------------------------------------- paraphrase
+
+
+def test_lexicon_relates_paraphrases():
+    assert "retain" in LEXICON.related_terms("kept")
+    assert "keep" in LEXICON.related_terms("retained")
+    assert "supervis" in LEXICON.related_terms("oversee") or "manag" in LEXICON.related_terms("oversee")
+    assert LEXICON.related_terms("qwxzy") == ()
+
+
+def test_paraphrase_matches_through_the_lexicon_below_an_exact_match():
+    q = "How long are admin records kept?"
+    docs = {
+        "retained": {"title": "Records policy", "content": "Admin records are retained for 400 days."},
+        "kept": {"title": "Records policy", "content": "Admin records are kept for 400 days."},
+        "neither": {"title": "Records policy", "content": "Admin records are printed for 400 days."},
+    }
+    a = OfflineAgent(corpus(docs))
+    s = {d: a.traverse(q, d, 0, 5000) for d in docs}
+    assert s["kept"].score > s["retained"].score > s["neither"].score
+    assert "~retain" in s["retained"].reason
+
+
+# --------------------------------------------------------------- calibration
+
+
+def test_scores_mean_the_same_in_a_small_and_a_big_corpus():
+    rnd = random.Random(7)
+    vocab = [f"w{i}" for i in range(3000)]
+    pad = {f"pad{i}": {"title": " ".join(rnd.choices(vocab, k=3)), "content": " ".join(rnd.choices(vocab, k=120))} for i in range(5000)}
+    small, big = OfflineAgent(corpus()), OfflineAgent(corpus({**ORG, **pad}))
+    queries = [TEAM_Q, "How long are audit logs kept?", "What is Python?", "Which service sends emails?"]
+    for q in queries:
+        for doc in ORG:
+            a, b = small.traverse(q, doc, 0, 5000), big.traverse(q, doc, 0, 5000)
+            assert (a.found, a.score) == (b.found, b.score), (q, doc)
+    seed = small.traverse(TEAM_Q, "mailer", 3, 5000)
+    path = child_path(small, "mailer", seed, "identity-team")
+    assert small.traverse(TEAM_Q, "identity-team", 3, 5000, path).score == big.traverse(TEAM_Q, "identity-team", 3, 5000, path).score
+
+
+# ------------------------------------------------------------------ junk
+
+
+def test_one_incidental_word_is_not_an_answer(agent):
+    dec = agent.traverse("Who is behind the feature flags rollout?", "login-service", 2, 5000)
+    assert not dec.found
+    dec = agent.traverse("Which flags does the billing rollout use?", "login-service", 2, 5000)
+    assert not dec.found
+
+
+def test_what_is_x_returns_the_one_document_about_x(agent):
+    hits, _ = agent.simple_search("What is Python?", 5, 5000)
+    assert [h.doc_id for h in hits] == ["python"]
+
+
+# ------------------------------------------------------------------ intent
+
+
+@pytest.mark.parametrize(
+    "query,intent",
+    [
+        ("What is Python?", "simple"),
+        ("What is BM25?", "simple"),
+        ("How does BM25 work?", "simple"),
+        ("What are TF-IDF and BM25?", "simple"),
+        ("exponential backoff retries", "simple"),
+        ("Define eventual consistency", "simple"),
+        (TEAM_Q, "deep"),
+        ("Who owns the billing service?", "deep"),
+        ("Compare Raft and Paxos", "deep"),
+        ("Why do retries cause outages?", "deep"),
+        ("How can quantum computing speed up machine learning, and what limits it?", "deep"),
+        ("What does the service that stores invoices depend on?", "deep"),
+    ],
+)
+def test_intent(query, intent):
+    assert classify(query)[0] == intent
