@@ -217,7 +217,8 @@ class _Layout:
         xs = [self.pos[str(p)][0] for p in _list(step.get("parents")) if str(p) in self.pos]
         return sum(xs) / len(xs) if xs else math.inf
 
-    def edges(self) -> list[tuple[float, float, float, float]]:
+    def edges(self, on_path: frozenset = frozenset()) -> list[tuple[float, float, float, float, bool]]:
+        """Parent-to-child edges; the flag says the edge lies on an answer's evidence path."""
         seen: set[tuple[float, float, float, float]] = set()
         out = []
         for s in self.steps:
@@ -231,7 +232,7 @@ class _Layout:
                 e = (parent[0] + NODE_W / 2, parent[1] + NODE_H, child[0] + NODE_W / 2, child[1])
                 if e not in seen:
                     seen.add(e)
-                    out.append(e)
+                    out.append(e + (str(s["id"]) in on_path and str(p) in on_path,))
         return out
 
 
@@ -250,11 +251,26 @@ def _node_title(step: dict) -> str:
     return "\n".join(parts)
 
 
-def _svg_graph(steps: list[dict]) -> tuple[str, int, int]:
+def _on_answer_paths(steps: list[dict], answers: list) -> frozenset:
+    """Ids of the steps on an answer's evidence path: the step that found it and its ancestors
+    among the traversal steps (they share a row band)."""
+    by_id = {str(s["id"]): s for s in steps}
+    out: set[str] = set()
+    for a in answers:
+        sid = str(_dict(a).get("stepId") or "")
+        while sid in by_id and sid not in out and _row_key(by_id[sid])[0] == 1:
+            out.add(sid)
+            parents = _list(by_id[sid].get("parents"))
+            sid = str(parents[0]) if len(parents) == 1 else ""
+    return frozenset(out)
+
+
+def _svg_graph(steps: list[dict], answers: list = ()) -> tuple[str, int, int]:
     """The lineage as an inline SVG; returns (svg, visible nodes, collapsed steps)."""
     if not steps:
         return '<p class="muted">No steps recorded.</p>', 0, 0
     lay = _Layout(steps)
+    on_path = _on_answer_paths(steps, list(answers))
     w, h = int(math.ceil(lay.width)), int(math.ceil(lay.height))
     out = [
         f'<svg class="graph" xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
@@ -263,9 +279,10 @@ def _svg_graph(steps: list[dict]) -> tuple[str, int, int]:
     for label, y in lay.row_y:
         out.append(f'<text class="rowlabel" x="8" y="{y + NODE_H / 2 + 4:.1f}">{_e(label)}</text>')
     out.append('<g class="edges">')
-    for x1, y1, x2, y2 in lay.edges():
+    for x1, y1, x2, y2, evidence in lay.edges(on_path):
         dy = (y2 - y1) / 2
-        out.append(f'<path d="M{x1:.1f} {y1:.1f}C{x1:.1f} {y1 + dy:.1f} {x2:.1f} {y2 - dy:.1f} {x2:.1f} {y2:.1f}"/>')
+        cls = ' class="evidence"' if evidence else ""
+        out.append(f'<path d="M{x1:.1f} {y1:.1f}C{x1:.1f} {y1 + dy:.1f} {x2:.1f} {y2 - dy:.1f} {x2:.1f} {y2:.1f}"{cls}/>')
     out.append("</g>")
     for step, x, y in lay.nodes:
         o = _outcome(step)
@@ -311,11 +328,13 @@ section,.card{background:#fff;border:1px solid #dde1e6;border-radius:8px;padding
 .answers{list-style:none;margin:0;padding:0}
 .answers li{background:#fff;border:1px solid #dde1e6;border-left:4px solid var(--found);border-radius:6px;padding:10px 14px;margin:0 0 10px}
 .answers .t{font-weight:600;font-size:15px}.answers code{font-size:12px;color:#56606c}
+.path{margin:4px 0;color:#1a7f37;font-size:13px}
 .snippet{margin:6px 0;color:#38414c;white-space:pre-wrap;word-break:break-word}
 .score{display:inline-block;width:80px;height:8px;background:#eceef0;border-radius:4px;vertical-align:middle;margin-left:6px}
 .score span{display:block;height:100%;background:var(--found);border-radius:4px}
 .graphbox{overflow:auto;max-height:80vh;background:#fff;border:1px solid #dde1e6;border-radius:8px}
 svg.graph .edges path{fill:none;stroke:#9aa3ad;stroke-width:1.2}
+svg.graph .edges path.evidence{stroke:#1a7f37;stroke-width:3}
 svg.graph .node rect,svg.graph .more rect{stroke-width:1.6}
 svg.graph text{font:11px system-ui,sans-serif;text-anchor:middle;fill:#1d232b}
 svg.graph .l1{font-weight:600}svg.graph .rowlabel{text-anchor:start;fill:#56606c;font-size:12px}
@@ -370,6 +389,26 @@ def _header(run: dict, steps: list[dict], answers: list) -> str:
     return "\n".join(out)
 
 
+def evidence_path(answer: dict, limit: int = 8) -> list[tuple[str, str, str]]:
+    """An answer's evidence path, seed first: (doc id, title, link followed into it)."""
+    out = []
+    for hop in _list(answer.get("path"))[:limit]:
+        if isinstance(hop, dict) and hop.get("doc") is not None:
+            out.append((str(hop.get("doc")), str(hop.get("title") or ""), str(hop.get("via") or "")))
+    return out
+
+
+def path_text(answer: dict, width: int = 40) -> str:
+    """``seed —[via]→ doc —[via]→ answer`` in plain text (empty for an answer without a path)."""
+    hops = evidence_path(answer)
+    if len(hops) < 2:
+        return ""
+    parts = [_plain(hops[0][0], width)]
+    for doc, _title, via in hops[1:]:
+        parts.append(f"—{_plain(via, 30) or 'link'}→ {_plain(doc, width)}")
+    return " ".join(parts)
+
+
 def _answers(answers: list) -> str:
     out = [f"<h2>Answers ({len(answers)})</h2>"]
     if not answers:
@@ -392,6 +431,7 @@ def _answers(answers: list) -> str:
             f'<li><div class="t">{_e(title)}</div>'
             f'<div class="meta"><code>{_e(a.get("docId") or "—")}</code> · score {_e(_fmt(score) if score is not None else "—")}'
             f"{bar}{found_by}</div>"
+            + (f'<div class="path">path: {_e(path_text(a))}</div>' if path_text(a) else "")
             + (f'<div class="snippet">{_e(_short(a.get("snippet"), 2000))}</div>' if a.get("snippet") else "")
             + "</li>"
         )
@@ -407,8 +447,8 @@ def _legend() -> str:
     ) + "</div>"
 
 
-def _graph(steps: list[dict]) -> str:
-    svg, shown, hidden = _svg_graph(steps)
+def _graph(steps: list[dict], answers: list = ()) -> str:
+    svg, shown, hidden = _svg_graph(steps, answers)
     counts: dict[str, int] = {}
     for s in steps:
         o = _outcome(s)
@@ -508,7 +548,7 @@ def render_report(data: dict) -> str:
     """One self-contained HTML page for a finished run.
 
     ``data``: ``{"run": {name, uid, query, intent, phase, stoppedBy, limitsHit, fallback,
-    startedAt, finishedAt}, "answers": [{docId, title, score, snippet, stepId, depth}],
+    startedAt, finishedAt}, "answers": [{docId, title, score, snippet, stepId, depth, path}],
     "steps": [{id, type, parents, depth, doc, docTitle, phase, found, deadEnd, tokens, costUSD,
     attempts, decision}], "budget": {"used": {...}, "limits": {...}}}``.
     """
@@ -519,7 +559,7 @@ def render_report(data: dict) -> str:
     body = [
         _header(run, steps, answers),
         _answers(answers),
-        _graph(steps),
+        _graph(steps, answers),
         _budget(_dict(data.get("budget")), run, steps),
         _step_table(steps),
     ]
@@ -594,6 +634,8 @@ def render_text_summary(data: dict) -> str:
                 f"    {i}. {_plain(a.get('title') or a.get('docId') or '(untitled)', 80)}"
                 f" [{_plain(a.get('docId'), 60)}]" + (f" score {score:.2f}" if score is not None else "") + where
             )
+            if path_text(a):
+                lines.append(f"       path: {path_text(a)}")
         if len(answers) > 10:
             lines.append(f"    ... and {len(answers) - 10} more")
     else:

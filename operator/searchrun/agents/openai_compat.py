@@ -362,7 +362,7 @@ class OpenAICompatAgent:
         hits.sort(key=lambda h: (-h.score, cands.index(h.doc_id)))
         return hits[:k], self._u(tokens)
 
-    def traverse(self, query: str, doc_id: str, k: int, allowance: int) -> TraverseDecision:
+    def traverse(self, query: str, doc_id: str, k: int, allowance: int, path=None, max_note_chars: int = 400) -> TraverseDecision:
         if allowance <= 0:
             return TraverseDecision(False, 0.0, "", [], "no token allowance: did not read the document", Usage())
         doc = self.corpus.get(doc_id)

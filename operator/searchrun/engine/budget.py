@@ -14,9 +14,6 @@ from .types import AGGREGATE, REPORT, SIMPLE, parse_time
 FAN_IN_RESERVE = 2
 # Below this many tokens a search step cannot do useful work: the token budget is spent.
 MIN_STEP_TOKENS = 50
-# One step may take at most this share of the token budget. It does not depend on maxParallel:
-# the same manifest gets the same allowances (and so the same tokens) at any parallelism.
-MAX_STEP_SHARE = 20
 
 
 class BudgetAccount:
@@ -51,7 +48,9 @@ class BudgetAccount:
         if price > 0:
             cost_left = self.b.maxCostUSD - self.idx.cost - reserved * price
             left = min(left, int(math.floor(max(0.0, cost_left) / price + 1e-9)))
-        cap = max(MIN_STEP_TOKENS, self.b.maxTokens // MAX_STEP_SHARE)
+        # A step's fair share of the run's tokens. It does not depend on maxParallel: the same
+        # manifest gets the same allowances (and so the same tokens) at any parallelism.
+        cap = max(MIN_STEP_TOKENS, self.b.maxTokens // self.b.maxSteps)
         return max(0, min(left, cap))
 
     def spent(self) -> Optional[tuple[str, str]]:

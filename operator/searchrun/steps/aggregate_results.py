@@ -1,10 +1,21 @@
-"""aggregate_results: the fan-in over the traversal steps that found an answer."""
+"""aggregate_results: the fan-in over the traversal steps that found an answer.
+
+Answers are ranked by their path-aware score (what the document covers of the question
+together with the path that led to it); a document found twice keeps its best finding; answers
+that cover clearly less of the question than the best one are dropped. Each keeps its evidence
+path (seed → … → answer).
+"""
 
 from __future__ import annotations
 
 from ..engine.types import StepResult
 from .kind import StepKind
 from .simple_search import SimpleSearch
+
+# An answer scoring below this share of the best answer's score covers clearly less of the
+# question: it is dropped (the lineage keeps the step that found it).
+KEEP_RATIO = 0.85
+MAX_ANSWERS = 5
 
 
 class AggregateResults(StepKind):
@@ -20,12 +31,22 @@ class AggregateResults(StepKind):
             if not out.get("found"):
                 continue
             a = {"docId": out["doc"], "title": out.get("title", ""), "score": out.get("score", 0.0),
-                 "snippet": out.get("snippet", ""), "stepId": out.get("stepId"), "depth": out.get("depth", 0)}
-            if a["docId"] not in best or a["score"] > best[a["docId"]]["score"]:
+                 "snippet": out.get("snippet", ""), "stepId": out.get("stepId"), "depth": out.get("depth", 0),
+                 "path": out.get("path") or [{"doc": out["doc"], "title": out.get("title", ""), "via": ""}]}
+            if a["docId"] not in best or _rank(a) < _rank(best[a["docId"]]):
                 best[a["docId"]] = a
-        answers = sorted(best.values(), key=lambda a: (-a["score"], a["docId"]))
-        uri = io.put_output({**io.base, "answers": answers})
-        return StepResult(output=uri, found=bool(answers), answers=len(answers), decision=f"{len(answers)} answer(s)")
+        ranked = sorted(best.values(), key=_rank)
+        top = ranked[0]["score"] if ranked else 0.0
+        answers = [a for a in ranked if a["score"] >= KEEP_RATIO * top][:MAX_ANSWERS]
+        dropped = len(ranked) - len(answers)
+        uri = io.put_output({**io.base, "answers": answers, "dropped": [a["docId"] for a in ranked[len(answers):]]})
+        decision = f"{len(answers)} answer(s)" + (f"; {dropped} weaker dropped" if dropped else "")
+        return StepResult(output=uri, found=bool(answers), answers=len(answers), decision=decision)
+
+
+def _rank(a: dict) -> tuple:
+    """Best first: higher score, then the shorter path, then the step and document ids."""
+    return (-float(a.get("score") or 0.0), int(a.get("depth") or 0), str(a.get("stepId") or ""), a["docId"])
 
 
 KIND = AggregateResults()
