@@ -152,8 +152,28 @@ class Planner:
             s = self.idx.by_id[self.idx.to_expand.popleft()]
             if s.expanded:
                 continue
+            if registry.kind_of(s.type).search:
+                self.idx.held.add(s.id)  # waits for its wave
+                continue
             self.mark_expanded(s)
             registry.kind_of(s.type).expand(self, s, s.phase == P_SUCCEEDED)
+        self.expand_waves()
+
+    def expand_waves(self) -> None:
+        """Expand the finished search steps of the shallowest depth once none of that depth is
+        in flight, in step-id order: which parent gets a document two parents propose, and
+        where a budget cuts, then do not depend on the order in which steps finished."""
+        while self.idx.held:
+            depth = min(self.idx.by_id[i].depth for i in self.idx.held)
+            if self.idx.active_by_depth.get(depth, 0) > 0:
+                return
+            wave = sorted((i for i in self.idx.held if self.idx.by_id[i].depth == depth), key=path_key)
+            for sid in wave:
+                self.idx.held.discard(sid)
+                s = self.idx.by_id[sid]
+                if not s.expanded:
+                    self.mark_expanded(s)
+                    registry.kind_of(s.type).expand(self, s, s.phase == P_SUCCEEDED)
 
     def fallback(self, why: str, parents: list[str]) -> None:
         if SIMPLE in self.idx.by_id:

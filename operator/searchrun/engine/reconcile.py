@@ -42,12 +42,12 @@ def reconcile(
     retries.release_backoffs(p)
     # Expanding can add steps that finish nothing yet; fan-in may follow; loop to a fixpoint.
     while True:
-        before = len(status.steps)
+        before = (len(status.steps), p.idx.open_search)
         p.expand()
         p.stop_search_if_spent()
         p.fan_in()
         p.expand()
-        if len(status.steps) == before:
+        if (len(status.steps), p.idx.open_search) == before:
             break
     if status.phase == Phase.Running.value:
         p.launch()
