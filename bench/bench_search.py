@@ -253,7 +253,7 @@ def summarise(rows: list[dict]) -> dict:
         return sum(1 for r in rs if r[key]) / (len(rs) or 1)
 
     by_kind = {}
-    for kind in ("lookup", "hop1", "hop2"):
+    for kind in ("lookup", "hop1", "hop2", "broad"):
         rs = [r for r in rows if r["kind"] == kind]
         if rs:
             by_kind[kind] = {"n": len(rs), "hit": rate("hit", rs), "bm25Top3": rate("bm25Top3", rs), "pprTop3": rate("pprTop3", rs)}
@@ -334,7 +334,7 @@ def check_set(qs: QuestionSet, base: Baselines, out=sys.stdout) -> int:
         for u, v in zip(q.path, q.path[1:]):
             if v not in corpus.children(u):
                 errs.append(f"no link {u} -> {v}")
-        hops = {"lookup": 0, "hop1": 1, "hop2": 2}.get(q.kind)
+        hops = {"lookup": 0, "hop1": 1, "hop2": 2}.get(q.kind)  # "broad": several linked answers, not checked
         if q.path and hops is not None and len(q.path) - 1 != hops:
             errs.append(f"path has {len(q.path) - 1} links, kind says {hops}")
         if q.path and q.path[-1] not in q.answers:
@@ -344,12 +344,31 @@ def check_set(qs: QuestionSet, base: Baselines, out=sys.stdout) -> int:
         ans_rank = min((r for r in map(rank, q.answers) if r), default=None)
         if q.kind in MULTI_HOP and (ans_rank is None or ans_rank > 3):
             hidden += 1
+        dist = _distance(corpus, ranked[0], set(q.answers)) if ranked else None
+        if hops is not None and dist != hops:
+            errs.append(f"the nearest answer is {dist} link(s) from the BM25 top-1 document, kind says {hops}")
         problems += len(errs)
         print(f"  {q.id:<10} {q.kind:<6} answer@bm25 {ans_rank or '-':>3}  path[0]@bm25 {rank(q.path[0]) if q.path else '-'}"
               f"  top3 {ranked[:3]}" + (f"  PROBLEMS: {'; '.join(errs)}" if errs else ""), file=out)
     multi = sum(kinds.get(k, 0) for k in MULTI_HOP)
     print(f"  kinds {kinds}; multi-hop answers outside BM25 top-3: {hidden}/{multi}; problems: {problems}", file=out)
     return problems
+
+
+def _distance(corpus, start: str, targets: set[str], limit: int = 4) -> Optional[int]:
+    """Links from ``start`` to the nearest of ``targets`` (breadth first, outgoing links), or None."""
+    frontier, seen = [start], {start}
+    for depth in range(limit + 1):
+        if any(d in targets for d in frontier):
+            return depth
+        nxt = []
+        for d in frontier:
+            for c in corpus.children(d):
+                if c not in seen:
+                    seen.add(c)
+                    nxt.append(c)
+        frontier = nxt
+    return None
 
 
 # ------------------------------------------------------------------ main
@@ -364,7 +383,9 @@ def main(argv=None) -> int:
     ap.add_argument("--agent", action="append", metavar="K=V", help="agent field override, e.g. relevanceThreshold=0.3")
     ap.add_argument("--jobs", type=int, default=1, help="questions run at once (each run has its own maxParallel)")
     ap.add_argument("--ppr-seeds", type=int, default=5, help="BM25 top-k that personalise PageRank")
+    ap.add_argument("--ppr-alpha", type=float, default=0.85, help="PageRank's probability of following a link")
     ap.add_argument("--json", action="store_true", help="print machine-readable JSON instead of tables")
+    ap.add_argument("--save", metavar="FILE", help="also write the machine-readable JSON to FILE")
     ap.add_argument("--keep", metavar="DIR", help="keep each run's manifest and store under DIR")
     ap.add_argument("--check", action="store_true", help="check the question sets against their corpora; run nothing")
     args = ap.parse_args(argv)
@@ -381,14 +402,14 @@ def main(argv=None) -> int:
         print("no question set matches", file=sys.stderr)
         return 2
     if args.check:
-        return 1 if sum(check_set(s, Baselines(load_corpus(s.corpus_uri), args.ppr_seeds)) for s in sets) else 0
+        return 1 if sum(check_set(s, Baselines(load_corpus(s.corpus_uri), args.ppr_seeds, args.ppr_alpha)) for s in sets) else 0
 
     results = []
     for qs in sets:
         questions = [q for q in qs.questions if not args.question or q.id in args.question]
         if not questions:
             continue
-        base = Baselines(load_corpus(qs.corpus_uri), args.ppr_seeds)
+        base = Baselines(load_corpus(qs.corpus_uri), args.ppr_seeds, args.ppr_alpha)
         with ThreadPoolExecutor(max(1, args.jobs)) as pool:
             runs = list(pool.map(lambda q: run_question(q, qs.corpus_uri, budget, agent, keep), questions))
         rows = [score_row(q, r, base) for q, r in zip(questions, runs)]
@@ -398,8 +419,12 @@ def main(argv=None) -> int:
             qs_view = QuestionSet(qs.name, qs.set, qs.corpus_uri, questions, qs.source)
             print_table(qs_view, rows, summ)
             sys.stdout.flush()
+    doc = {"budget": budget, "agent": {"type": "offline", **agent}, "pprSeeds": args.ppr_seeds, "pprAlpha": args.ppr_alpha,
+           "corpora": results}
+    if args.save:
+        Path(args.save).write_text(json.dumps(doc, indent=1))
     if args.json:
-        print(json.dumps({"budget": budget, "agent": {"type": "offline", **agent}, "corpora": results}, indent=1))
+        print(json.dumps(doc, indent=1))
     elif not results:
         print("no question matches", file=sys.stderr)
         return 2
