@@ -22,7 +22,9 @@ documents; alpha 0.85, 50 power iterations, dangling mass back to the seeds).
 
 hit = any correct answer among the run's answers; precision = correct answers / answers
 returned (0 when there are none); "deep@>=2" = of the multi-hop questions hit, the share
-with a correct answer found at depth 2 or deeper (seeds are depth 1, simple search 0).
+with a correct answer found at depth 2 or deeper (seeds are depth 1, simple search 0);
+"visited" = a traverse step read a correct document (whether or not it was judged an answer),
+which tells "never reached" from "reached and rejected".
 """
 
 from __future__ import annotations
@@ -180,7 +182,7 @@ def run_question(q: Question, corpus_uri: str, budget: dict, agent: dict, keep: 
     if not reports:
         tail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-3:]
         out["error"] = " | ".join(tail) or f"exit code {proc.returncode}, no report.json"
-        out.update(answers=[], steps=None, tokens=None, intent=None)
+        out.update(answers=[], visited=[], steps=None, tokens=None, intent=None)
         _cleanup(tmp, keep)
         return out
     rep = json.loads(reports[-1].read_text())
@@ -194,7 +196,8 @@ def run_question(q: Question, corpus_uri: str, budget: dict, agent: dict, keep: 
         if a.get("path") is not None:
             ans["path"] = a["path"]
         answers.append(ans)
-    out.update(answers=answers, steps=used.get("steps"), tokens=used.get("tokens"), intent=run.get("intent"),
+    visited = [str(st["doc"]) for st in rep.get("steps") or [] if isinstance(st, dict) and st.get("doc")]
+    out.update(answers=answers, visited=visited, steps=used.get("steps"), tokens=used.get("tokens"), intent=run.get("intent"),
                phase=run.get("phase"), stoppedBy=run.get("stoppedBy"))
     if keep:
         out["store"] = str(store)
@@ -232,6 +235,7 @@ def score_row(q: Question, res: dict, base: Baselines) -> dict:
     return {
         "id": q.id, "kind": q.kind, "query": q.query, "expected": q.answers,
         "hit": bool(got), "precision": (len(got) / len(answers)) if answers else 0.0,
+        "visited": bool(correct & set(res.get("visited") or [])),
         "answers": answers, "correctDepths": [a.get("depth") for a in got],
         "steps": res.get("steps"), "tokens": res.get("tokens"), "intent": res.get("intent"),
         "phase": res.get("phase"), "error": res.get("error"), "wall": res.get("wall"),
@@ -261,7 +265,7 @@ def summarise(rows: list[dict]) -> dict:
     tokens = [r["tokens"] for r in rows if isinstance(r["tokens"], int)]
     return {
         "questions": len(rows), "hitRate": rate("hit"), "meanPrecision": sum(r["precision"] for r in rows) / n,
-        "multiHop": len(multi), "multiHopHits": len(multi_hits),
+        "multiHop": len(multi), "multiHopHits": len(multi_hits), "multiHopVisited": sum(1 for r in multi if r["visited"]),
         "multiHopHitsDeep": (len(deep) / len(multi_hits)) if multi_hits else 0.0,
         "lookupsSimple": sum(1 for r in lookups if r["intent"] == "simple"), "lookups": len(lookups),
         "bm25Top1": rate("bm25Top1"), "bm25Top3": rate("bm25Top3"), "pprTop1": rate("pprTop1"), "pprTop3": rate("pprTop3"),
@@ -281,22 +285,22 @@ def print_table(qs: QuestionSet, rows: list[dict], summ: dict, out=sys.stdout) -
     p = lambda s="": print(s, file=out)  # noqa: E731
     p(f"## {qs.name} ({qs.set}, {len(qs.questions)} questions, corpus {Path(qs.corpus_uri).name})")
     p()
-    p("| id | kind | hit | prec | correct@depth | answers (docId:depth; * = correct) | steps | tokens | intent | BM25 t1/t3 | PPR t1/t3 |")
-    p("|---|---|---|---|---|---|---|---|---|---|---|")
+    p("| id | kind | hit | prec | correct@depth | answers (docId:depth; * = correct) | visited | steps | tokens | intent | BM25 t1/t3 | PPR t1/t3 |")
+    p("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    yn = lambda b: "y" if b else "."  # noqa: E731
     for r in rows:
         correct = set(r["expected"])
         ans = ", ".join(f"{'*' if a['docId'] in correct else ''}{_short(a['docId'])}:{a.get('depth')}" for a in r["answers"]) or "-"
         if r["error"]:
             ans = f"ERROR {r['error'][:80]}"
         depths = ",".join(str(d) for d in r["correctDepths"]) or "-"
-        yn = lambda b: "y" if b else "."  # noqa: E731
-        p(f"| {r['id']} | {r['kind']} | {'HIT' if r['hit'] else 'miss'} | {r['precision']:.2f} | {depths} | {ans} | "
+        p(f"| {r['id']} | {r['kind']} | {'HIT' if r['hit'] else 'miss'} | {r['precision']:.2f} | {depths} | {ans} | {yn(r['visited'])} | "
           f"{r['steps'] if r['steps'] is not None else '-'} | {r['tokens'] if r['tokens'] is not None else '-'} | "
           f"{r['intent'] or '-'} | {yn(r['bm25Top1'])}/{yn(r['bm25Top3'])} | {yn(r['pprTop1'])}/{yn(r['pprTop3'])} |")
         for a in r["answers"]:
             ids = _path_ids(a.get("path"))
             if ids:
-                p(f"|  |  |  |  |  | path of {_short(a['docId'])}: {' → '.join(ids)} |  |  |  |  |  |")
+                p(f"|  |  |  |  |  | path of {_short(a['docId'])}: {' → '.join(ids)} |  |  |  |  |  |  |")
     p()
     s = summ
     pct = lambda x: f"{100 * x:.0f}%"  # noqa: E731
@@ -309,6 +313,7 @@ def print_table(qs: QuestionSet, rows: list[dict], summ: dict, out=sys.stdout) -
     p(f"| multi-hop hits with a correct answer at depth >= 2 | {s['multiHopHitsDeep'] and pct(s['multiHopHitsDeep']) or '0%'} "
       f"({s['multiHopHits']} hits of {s['multiHop']}) | | | | |")
     p(f"| lookups sent to simple search | {s['lookupsSimple']}/{s['lookups']} | | | | |")
+    p(f"| multi-hop questions whose answer a traverse step visited | {s['multiHopVisited']}/{s['multiHop']} | | | | |")
     ms = f"{s['meanSteps']:.1f}" if s["meanSteps"] is not None else "-"
     mt = f"{s['meanTokens']:.0f}" if s["meanTokens"] is not None else "-"
     p(f"| mean steps / tokens per question | {ms} / {mt} | | | | |")
