@@ -117,7 +117,7 @@ class Budget(Model):
     maxAgents: Annotated[int, BudgetMeta(cap=10, label="seed agents", used="agents")] = Field(
         default=3, ge=1, le=10, description="seed traversal agents")
     maxDepth: Annotated[int, BudgetMeta(cap=5, label="depth", used="depth")] = Field(
-        default=2, ge=1, le=5, description="deepest traversal level (seeds are depth 1)")
+        default=3, ge=1, le=5, description="deepest traversal level (seeds are depth 1, so the default reaches an answer two links past a seed)")
     maxFanoutPerNode: Annotated[int, BudgetMeta(cap=10, label="fan-out per node", used=None)] = Field(
         default=2, ge=1, le=10, description="children one traversal step may spawn")
     maxSteps: Annotated[int, BudgetMeta(cap=1000, label="steps (Jobs)", used="steps")] = Field(

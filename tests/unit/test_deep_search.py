@@ -153,3 +153,28 @@ def test_a_malformed_or_oversized_note_or_proposal_is_rejected_naming_the_field(
     field = next(iter(bad))
     with pytest.raises(ValueError, match=f"'{field}'"):
         StepResult.from_dict(bad)
+
+
+def test_default_budgets_reach_an_answer_two_links_past_a_seed(tmp_path):
+    """seed → middle → answer: the answer is at depth 3, inside the default maxDepth."""
+    docs = {
+        "mailer": {"title": "Mailer service", "type": "service",
+                   "content": "The mailer sends password-reset emails to customers.", "relationships": {"owned_by": ["identity-team"]}},
+        "identity-team": {"title": "Identity team", "type": "team", "content": "Engineers of the identity platform.",
+                          "relationships": {"managed_by": ["dana"]}},
+        "dana": {"title": "Dana Okafor", "type": "person", "content": "Engineering manager; approves on-call swaps.",
+                 "relationships": {}},
+        # better lexical matches than the team and the person: the seeds besides the mailer
+        "newsletter": {"title": "Newsletter service", "type": "service",
+                       "content": "Sends marketing emails; the service owns its own templates.", "relationships": {}},
+        "password-policy": {"title": "Password reset policy", "type": "policy",
+                            "content": "Password-reset emails expire after an hour; the service that sends them logs each one.",
+                            "relationships": {}},
+    }
+    corpus = _corpus_file(tmp_path, docs)
+    assert SearchRunSpec(query="q").budget.maxDepth >= 3
+    rc, out, lineage, _ = _run(tmp_path, {"query": "Who manages the team that owns the service sending password-reset emails?",
+                                          "corpus": {"uri": str(corpus)}})
+    assert rc == 0, out
+    depth = {s["doc"]: s["depth"] for s in lineage["status"]["steps"] if s["type"] == "traverse_node"}
+    assert depth.get("dana") == 3, depth
