@@ -11,7 +11,7 @@ def spec(**budget):
 
 def test_defaults_are_filled():
     v = review(dict(BASE), Policy(), clamp=True)
-    assert v.allowed and v.spec["budget"]["maxAgents"] == 3 and v.spec["budget"]["maxDepth"] == 2
+    assert v.allowed and v.spec["budget"]["maxAgents"] == 3 and v.spec["budget"]["maxDepth"] == 3
     assert v.spec["steps"]["retries"] == 2 and v.warnings == []
 
 

@@ -39,7 +39,7 @@ def test_bounds_defaults_enums_and_cel_come_from_the_models():
     agents = budget["properties"]["maxAgents"]
     assert (agents["minimum"], agents["maximum"], agents["default"]) == (1, 10, 3)
     depth = budget["properties"]["maxDepth"]
-    assert (depth["minimum"], depth["maximum"], depth["default"]) == (1, 5, 2)
+    assert (depth["minimum"], depth["maximum"], depth["default"]) == (1, 5, 3)
     assert budget["properties"]["maxFanoutPerNode"]["default"] == 2
     assert spec["properties"]["query"]["maxLength"] == api.MAX_QUERY_CHARS
     assert spec["properties"]["agent"]["properties"]["type"]["enum"] == ["offline", "openai"]
