@@ -28,6 +28,7 @@ class FakeOpenAI:
         self.model: Callable[[str], dict | str | None] | None = None
         self.json_schema = True  # False: refuse a json_schema response_format (HTTP 400), as some servers do
         self.formats: list = []  # each request's response_format type
+        self.total_tokens = 60  # the usage every answer reports
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -63,7 +64,8 @@ class FakeOpenAI:
                 self._send(200, {"id": "chatcmpl-fake", "object": "chat.completion", "model": body.get("model"),
                                  "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
                                               "finish_reason": "stop"}],
-                                 "usage": {"prompt_tokens": 40, "completion_tokens": 20, "total_tokens": 60}})
+                                 "usage": {"prompt_tokens": fake.total_tokens - 20, "completion_tokens": 20,
+                                           "total_tokens": fake.total_tokens}})
 
             def _send(self, code: int, obj: dict) -> None:
                 data = json.dumps(obj).encode()

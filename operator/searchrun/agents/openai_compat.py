@@ -389,7 +389,7 @@ class OpenAICompatAgent:
         want = schema.answer_tokens(max_note_chars, most, CHARS_PER_TOKEN)
         spent, problem, feedback = 0, "", ""
         for attempt in range(1, schema.REPLY_ATTEMPTS + 1):
-            def build(chars: int) -> str:
+            def build(chars: int, feedback: str = feedback) -> str:
                 return f"{head}Document:\n{self._doc_block(doc_id, doc.title, doc.content, chars)}\n\n{kids}\n{ask}{feedback}"
 
             fit = self._fit_reply(build, want, allowance - spent, min(len(doc.content), MAX_DOC_CHARS))
