@@ -172,6 +172,9 @@ def test_the_schema_is_json_schema_and_agrees_with_the_validator():
     for bad in (ok(found="yes"), ok(score=2), ok(extra=1), {"found": True}, ok(proposals=[{"doc": "smtp-relay"}]),
                 ok(proposals=[{"doc": "elsewhere", "relation": "", "reason": ""}])):
         assert not v.is_valid(bad)
+    leaf = traverse_schema([], 0, 0)  # no children, no fan-out left, no context budget
+    jsonschema.Draft202012Validator.check_schema(leaf)
+    assert jsonschema.Draft202012Validator(leaf).is_valid(ok()) and parse(ok(), links={}, most=0, max_note=0).proposals == ()
 
 
 def test_the_path_block_names_ancestors_relations_and_a_bounded_note():
@@ -318,6 +321,7 @@ def test_two_hop_answer_end_to_end_only_with_the_note(tmp_path, server):
     assert child["phase"] == "Succeeded"
     prompts = [q["prompt"] for q in server.requests if traverse_facts(q["prompt"])["doc"] == "identity-team"]
     assert len(prompts) == 1 and f"<<<{NOTE}>>>" in prompts[0]  # the note the mailer's step wrote
+    assert "1. [mailer] Mailer service" in prompts[0] and "reached from the last one via owned_by" in prompts[0]
     assert sum(s.get("tokens", 0) for s in st["steps"]) == 60 * len(server.requests)
 
     # the same run with no context budget: the note is not passed down, and the answer is missed
