@@ -52,20 +52,33 @@ class FakeOpenAI:
                                                                           f"You can find your API key at https://example.invalid.",
                                                                 "type": "invalid_request_error"}})
                     return
+                if self._scripted(body, prompt):
+                    return
+                content = json.dumps(answer(prompt))
+                self._send(200, {"id": "chatcmpl-fake", "object": "chat.completion", "model": body.get("model"),
+                                 "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                                              "finish_reason": "stop"}],
+                                 "usage": {"prompt_tokens": fake.total_tokens - 20, "completion_tokens": 20,
+                                           "total_tokens": fake.total_tokens}})
+
+            def _scripted(self, body: dict, prompt: str) -> bool:
+                """Answer as ``fake.json_schema`` and ``fake.model`` say; False: leave it to ``answer``."""
                 fmt = body.get("response_format") or {}
                 with fake._lock:
                     fake.formats.append(fmt.get("type"))
                 if fmt.get("type") == "json_schema" and not fake.json_schema:
                     self._send(400, {"error": {"message": "response_format.type json_schema is not supported"}})
-                    return
+                    return True
                 reply = fake.model(prompt) if fake.model else None
-                reply = answer(prompt) if reply is None else reply
+                if reply is None:
+                    return False
                 content = reply if isinstance(reply, str) else json.dumps(reply)
                 self._send(200, {"id": "chatcmpl-fake", "object": "chat.completion", "model": body.get("model"),
                                  "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
                                               "finish_reason": "stop"}],
                                  "usage": {"prompt_tokens": fake.total_tokens - 20, "completion_tokens": 20,
                                            "total_tokens": fake.total_tokens}})
+                return True
 
             def _send(self, code: int, obj: dict) -> None:
                 data = json.dumps(obj).encode()
