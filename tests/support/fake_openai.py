@@ -10,6 +10,7 @@ import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
 
 from .s3server import free_port
 
@@ -23,6 +24,11 @@ class FakeOpenAI:
         self.echo_key_status: int | None = None  # e.g. 401: answer with an error that quotes the key ...
         self.echo_key_models: set[str] = set()   # ... to every request, or to requests for these models
         self._lock = threading.Lock()
+        # a scripted model: prompt -> reply (a dict is sent as JSON, a str as is, None: ``answer``)
+        self.model: Callable[[str], dict | str | None] | None = None
+        self.json_schema = True  # False: refuse a json_schema response_format (HTTP 400), as some servers do
+        self.formats: list = []  # each request's response_format type
+        self.total_tokens = 60  # the usage every answer reports
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -46,11 +52,33 @@ class FakeOpenAI:
                                                                           f"You can find your API key at https://example.invalid.",
                                                                 "type": "invalid_request_error"}})
                     return
+                if self._scripted(body, prompt):
+                    return
                 content = json.dumps(answer(prompt))
                 self._send(200, {"id": "chatcmpl-fake", "object": "chat.completion", "model": body.get("model"),
                                  "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
                                               "finish_reason": "stop"}],
-                                 "usage": {"prompt_tokens": 40, "completion_tokens": 20, "total_tokens": 60}})
+                                 "usage": {"prompt_tokens": fake.total_tokens - 20, "completion_tokens": 20,
+                                           "total_tokens": fake.total_tokens}})
+
+            def _scripted(self, body: dict, prompt: str) -> bool:
+                """Answer as ``fake.json_schema`` and ``fake.model`` say; False: leave it to ``answer``."""
+                fmt = body.get("response_format") or {}
+                with fake._lock:
+                    fake.formats.append(fmt.get("type"))
+                if fmt.get("type") == "json_schema" and not fake.json_schema:
+                    self._send(400, {"error": {"message": "response_format.type json_schema is not supported"}})
+                    return True
+                reply = fake.model(prompt) if fake.model else None
+                if reply is None:
+                    return False
+                content = reply if isinstance(reply, str) else json.dumps(reply)
+                self._send(200, {"id": "chatcmpl-fake", "object": "chat.completion", "model": body.get("model"),
+                                 "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                                              "finish_reason": "stop"}],
+                                 "usage": {"prompt_tokens": fake.total_tokens - 20, "completion_tokens": 20,
+                                           "total_tokens": fake.total_tokens}})
+                return True
 
             def _send(self, code: int, obj: dict) -> None:
                 data = json.dumps(obj).encode()
@@ -85,6 +113,16 @@ def answer(prompt: str) -> dict:
         ids = re.findall(r"^\[([^\]]+)\]", prompt, flags=re.M)
         return {"results": [{"id": d, "relevant": True, "score": 0.9 - 0.1 * i, "answer": "a fake answer"}
                             for i, d in enumerate(ids[:3])]}
-    if "Does this document answer the query" in prompt:
-        return {"relevant": True, "score": 0.8, "answer": "a fake answer", "next": [], "reason": "fake"}
+    if "together with the path and the note that led here" in prompt:
+        return {"found": True, "score": 0.8, "note": "", "proposals": [], "reason": "fake"}
     return {}
+
+
+def traverse_facts(prompt: str) -> dict:
+    """What a traverse prompt tells the model: the document's id, the parent's note ("" if none),
+    the linked ids and the longest note it may write."""
+    doc = re.search(r"^Document:\n\[([^\]]+)\]", prompt, flags=re.M)
+    note = re.search(r"^<<<(.*)>>>$", prompt, flags=re.M)
+    limit = re.search(r"\(at most (\d+) characters\)", prompt)
+    return {"doc": doc.group(1) if doc else None, "note": note.group(1) if note else "",
+            "children": re.findall(r"^- (\S+) \| ", prompt, flags=re.M), "max_note": int(limit.group(1)) if limit else 0}

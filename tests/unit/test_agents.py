@@ -379,11 +379,13 @@ def test_json_is_found_inside_prose_and_bad_answers_are_retried(server, sample):
 def test_traverse_parses_and_filters_the_answer(server, sample):
     agent, _ = oa(server, sample)
     kids = sample.children("hhl-algorithm")
-    server.reply({"relevant": True, "score": 1.7, "answer": "HHL prepares a state proportional to x. " * 20,
-                  "next": [kids[1], "not-a-child", kids[1], kids[0], kids[2]], "reason": "explains the speedup"}, total_tokens=777)
+    server.reply({"found": True, "score": 1, "note": "HHL: exponential speedup, if the input can be loaded.",
+                  "proposals": [{"doc": d, "relation": "r", "reason": "w"} for d in [kids[1], "not-a-child", kids[1], kids[0], kids[2]]],
+                  "reason": "explains the speedup"}, total_tokens=777)
     dec = agent.traverse(DEEP_Q, "hhl-algorithm", 1, 4000)
-    assert dec.found and dec.score == 1.0 and len(dec.snippet) <= 300
+    assert dec.found and dec.score == 1.0 and 0 < len(dec.snippet) <= 300
     assert dec.next == [kids[1], kids[0]]  # valid children only, deduplicated, at most 2*k
+    assert dec.note == "HHL: exponential speedup, if the input can be loaded."
     assert dec.usage.tokens == 777 and dec.reason == "explains the speedup"
     prompt = server.requests[-1]["body"]["messages"][1]["content"]
     assert "hhl-algorithm" in prompt and kids[0] in prompt
@@ -398,11 +400,11 @@ def test_openai_allowance_bounds_the_request(server, sample):
     assert agent.detect_intent(DEEP_Q, 0)[2] == Usage()
     assert agent.traverse(DEEP_Q, "hhl-algorithm", 2, 20).usage == Usage()  # too small to ask at all
     assert server.requests == []
-    server.reply({"relevant": False, "score": 0.1, "answer": "", "next": []}, total_tokens=200)
-    agent.traverse(DEEP_Q, "hhl-algorithm", 2, 500)
+    server.reply({"found": False, "score": 0.1, "note": "", "proposals": [], "reason": ""}, total_tokens=200)
+    agent.traverse(DEEP_Q, "hhl-algorithm", 2, 700)  # the path, the links and the reply's schema take ~600
     body = server.requests[-1]["body"]
     prompt_chars = sum(len(m["content"]) for m in body["messages"])
-    assert prompt_chars / 3 + body["max_tokens"] <= 500  # the conservative estimate fits the allowance
+    assert prompt_chars / 3 + body["max_tokens"] <= 700  # the conservative estimate fits the allowance
     assert "[truncated]" in body["messages"][1]["content"]
 
 

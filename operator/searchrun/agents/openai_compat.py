@@ -4,7 +4,10 @@ Each question is one ``POST {baseURL}/chat/completions`` with ``temperature`` 0
 and a request for a JSON object; the reply's first JSON object is parsed out of
 the message content (``response_format`` is asked for but not relied on).
 Candidates for ``plan_seeds`` and ``simple_search`` come from the offline BM25
-ranking and the model judges them.
+ranking and the model judges them. ``traverse`` tells the model the path that led
+to the document and the parent's note, asks for a reply in a JSON schema and
+validates it (:mod:`.openai_schema`): a bad reply is asked again, within the
+step's allowance, at most ``REPLY_ATTEMPTS`` times, then the step fails.
 
 Token use: the prompt is sized from a conservative estimate (``chars / 3``) so
 that prompt plus ``max_tokens`` fits the step's allowance; documents are
@@ -34,6 +37,8 @@ from typing import Any, Callable, Optional
 from ..corpus import Corpus
 from .base import SNIPPET_CHARS, AgentError, Hit, TraverseDecision, Usage, usage
 from .offline import OfflineAgent, index_for, query_terms, snippet
+from . import openai_schema as schema
+from .base import DEFAULT_MAX_NOTE_CHARS, PathContext
 
 MAX_ATTEMPTS = 4
 CHARS_PER_TOKEN = 3  # conservative: real tokenizers average about 4 characters per English token
@@ -103,6 +108,8 @@ def _truthy(x: Any) -> bool:
 
 
 class OpenAICompatAgent:
+    _schema_ok: Optional[bool] = None  # does the server take a json_schema response_format? None: not asked yet
+
     def __init__(
         self,
         spec: Any,
@@ -177,15 +184,16 @@ class OpenAICompatAgent:
             raise _Retryable(f"{self.url} returned a response that is not a JSON object")
         return data
 
-    def _chat(self, messages: list[dict[str, str]], max_tokens: int) -> tuple[dict, int]:
-        """(the answer's JSON object, tokens used over all attempts)."""
+    def _chat(self, messages: list[dict[str, str]], max_tokens: int, response_format: Optional[dict] = None,
+              parse: Callable[[str], Any] = first_json_object) -> tuple[Any, int]:
+        """(the answer as ``parse`` reads it, by default its JSON object; tokens used over all attempts)."""
         body = json.dumps(
             {
                 "model": self.model,
                 "messages": messages,
                 "max_tokens": int(max_tokens),
                 "temperature": 0,
-                "response_format": {"type": "json_object"},
+                "response_format": response_format or {"type": "json_object"},
             }
         ).encode("utf-8")
         tokens = 0
@@ -196,7 +204,7 @@ class OpenAICompatAgent:
                 data = self._post(body)
                 tokens += self._usage_of(data, messages)
                 content = self._content_of(data)
-                obj = first_json_object(content) if content is not None else None
+                obj = parse(content) if content is not None else None
                 if obj is not None:
                     return obj, tokens
                 last = f"{self.url}: the model's answer holds no JSON object"
@@ -362,42 +370,65 @@ class OpenAICompatAgent:
         hits.sort(key=lambda h: (-h.score, cands.index(h.doc_id)))
         return hits[:k], self._u(tokens)
 
-    def traverse(self, query: str, doc_id: str, k: int, allowance: int, path=None, max_note_chars: int = 400) -> TraverseDecision:
+
+    def traverse(self, query: str, doc_id: str, k: int, allowance: int, path: Optional[PathContext] = None,
+                 max_note_chars: int = DEFAULT_MAX_NOTE_CHARS) -> TraverseDecision:
         if allowance <= 0:
             return TraverseDecision(False, 0.0, "", [], "no token allowance: did not read the document", Usage())
         doc = self.corpus.get(doc_id)
         if doc is None:
             return TraverseDecision(False, 0.0, "", [], f"document {doc_id!r} is not in the corpus", Usage())
         docs = self.corpus.documents
-        children = self.corpus.children(doc_id)[:50]
+        links = self.corpus.links(doc_id)[: schema.MAX_CHILDREN_SHOWN]
+        kinds = {c: kind for kind, c in links}
+        most = 2 * k if k > 0 else 0
+        head = f"Query: {query}\n\n{schema.path_block(path, max_note_chars)}\n"
+        kids = schema.children_block(links, {c: docs[c].title for _, c in links})
+        ask = schema.instructions(most, max_note_chars)
+        fmt = schema.response_format(schema.traverse_schema([c for _, c in links], most, max_note_chars))
+        want = schema.answer_tokens(max_note_chars, most, CHARS_PER_TOKEN)
+        spent, problem, feedback = 0, "", ""
+        for attempt in range(1, schema.REPLY_ATTEMPTS + 1):
+            def build(chars: int, feedback: str = feedback) -> str:
+                return f"{head}Document:\n{self._doc_block(doc_id, doc.title, doc.content, chars)}\n\n{kids}\n{ask}{feedback}"
 
-        def build(chars: int) -> str:
-            kids = "\n".join(f"- {c}: {docs[c].title}" for c in children) or "(none)"
-            return (
-                f"Query: {query}\n\nDocument:\n{self._doc_block(doc_id, doc.title, doc.content, chars)}\n\n"
-                f"Linked documents (id: title):\n{kids}\n\n"
-                "Does this document answer the query (fully or in part)? Which linked documents are worth "
-                f"reading next, best first (at most {2 * k}, none if no link looks useful)? Reply as JSON: "
-                '{"relevant": true or false, "score": 0.0 to 1.0, '
-                f'"answer": "a short quote (at most {SNIPPET_CHARS} characters) from the document that answers the query, or empty", '
-                '"next": ["id", ...], "reason": "one sentence"}'
-            )
+            fit = self._fit_reply(build, want, allowance - spent, min(len(doc.content), MAX_DOC_CHARS))
+            if fit is None:
+                if attempt == 1:
+                    return TraverseDecision(False, 0.0, "", [], "token allowance too small to ask the model", Usage())
+                raise AgentError(f"{self.url}: the model's reply was rejected ({problem}) and the step's token "
+                                 f"allowance ({allowance}) leaves no room to ask again")
+            content, tokens = self._chat_schema(*fit, fmt)
+            spent += tokens
+            try:
+                reply = schema.parse_traverse_reply(content, kinds, most, max_note_chars)
+            except schema.BadReply as e:
+                problem, feedback = str(e), schema.rejected(str(e))
+                continue
+            snip = snippet(doc.content or doc.title, query_terms(query), self._index.idf) if reply.found else ""
+            why = reply.reason or ("model: answers" if reply.found else "model: not an answer")
+            if attempt > 1:
+                why += f" (reply {attempt}; earlier: {problem})"[:200]
+            return TraverseDecision(reply.found, reply.score, snip, [p.doc_id for p in reply.proposals], why,
+                                    self._u(spent), note=reply.note, proposals=reply.proposals)
+        raise AgentError(f"{self.url}: the model's reply was rejected {schema.REPLY_ATTEMPTS} times; last: {problem}")
 
-        fit = self._fit(build, ANSWER_TOKENS["traverse"], allowance, min(len(doc.content), MAX_DOC_CHARS))
-        if fit is None:
-            return TraverseDecision(False, 0.0, "", [], "token allowance too small to ask the model", Usage())
-        obj, tokens = self._chat(*fit)
-        found = _truthy(obj.get("relevant"))
-        score = _clamp01(obj.get("score"), 1.0 if found else 0.0)
-        answer = " ".join(str(obj.get("answer") or "").split())[:SNIPPET_CHARS]
-        nxt: list[str] = []
-        raw_next = obj.get("next")
-        if k > 0 and isinstance(raw_next, list):
-            for c in raw_next:
-                if isinstance(c, str) and c in children and c not in nxt:
-                    nxt.append(c)
-            nxt = nxt[: 2 * k]
-        if found and not answer:
-            answer = snippet(doc.content or doc.title, query_terms(query), self._index.idf)
-        reason = " ".join(str(obj.get("reason") or "").split())[:300] or ("model: relevant" if found else "model: not relevant")
-        return TraverseDecision(found, round(score, 4), answer, nxt, reason, self._u(tokens))
+    def _fit_reply(self, build: Callable[[int], str], want: int, allowance: int, doc_chars: int):
+        """``_fit``, but with room for at least a short reply (``MIN_REPLY_TOKENS``), not just ``MIN_ANSWER_TOKENS``."""
+        extra = max(0, schema.MIN_REPLY_TOKENS - MIN_ANSWER_TOKENS)
+        fit = self._fit(build, max(want - extra, MIN_ANSWER_TOKENS), allowance - extra, doc_chars)
+        return None if fit is None else (fit[0], fit[1] + extra)
+
+    def _chat_schema(self, messages: list[dict[str, str]], max_tokens: int, fmt: dict) -> tuple[str, int]:
+        """(the reply's text, tokens), asking for ``fmt`` (a JSON schema) unless this server refused
+        one already: then, and on its first refusal (HTTP 400 or 422), for a plain JSON object."""
+        if self._schema_ok is not False:
+            try:
+                content, tokens = self._chat(messages, max_tokens, fmt, parse=str)
+                self._schema_ok = True
+                return content, tokens
+            except AgentError as e:
+                if self._schema_ok or not schema.format_refused(str(e)):
+                    raise
+                self._schema_ok = False
+        return self._chat(messages, max_tokens, {"type": "json_object"}, parse=str)
