@@ -5,6 +5,7 @@
 #   progress_note "installing host packages with apt-get: podman debootstrap"
 # Lines start with "==> " and go to stderr, and also to $SEARCHRUN_CONSOLE when it is set: the
 # pytest session sets it to its own console, which a script's captured stderr never reaches.
+# SEARCHRUN_PROGRESS_TICK: seconds between "still running" lines (default 60).
 
 _progress_line() {
   local line
@@ -24,6 +25,16 @@ progress_note() { _progress_line "$*"; }
 
 declare -A _PROGRESS_T0=() _PROGRESS_TICKER=()
 
+# alive and not a zombie: a caller that reads our stderr to its end reaps us only after the
+# ticker (which holds that stderr) has gone, so a zombie parent counts as gone
+_progress_alive() {
+  local stat
+  [[ -d /proc/self ]] || { kill -0 "$1" 2>/dev/null; return; }
+  { read -r stat </proc/"$1"/stat; } 2>/dev/null || return 1
+  stat="${stat##*) }"
+  [[ "${stat%% *}" != Z ]]
+}
+
 progress_start() {  # progress_start NAME: start line, and a ticker line every minute until _end
   local name="$1" t0
   t0="$(date +%s)"
@@ -37,11 +48,11 @@ progress_start() {  # progress_start NAME: start line, and a ticker line every m
     while :; do
       sleep 1 </dev/null >/dev/null 2>&1
       now="$(date +%s)"
-      if ! kill -0 "$parent" 2>/dev/null; then
+      if ! _progress_alive "$parent"; then
         _progress_line "$name: ended without finishing after $(progress_duration $((now - t0)))"
         exit 0
       fi
-      if ((now - last >= 60)); then
+      if ((now - last >= ${SEARCHRUN_PROGRESS_TICK:-60})); then
         last="$now"
         _progress_line "$name: still running ($(progress_duration $((now - t0))) so far)"
       fi
