@@ -354,7 +354,7 @@ th{font-size:12px;color:#56606c;font-weight:600}td.num{text-align:right;font-var
 .bar span{display:block;height:100%;background:var(--other)}.hit .bar span{background:var(--fail)}
 tr.hit td:first-child{font-weight:600;color:var(--fail)}
 .muted{color:#56606c}details summary{cursor:pointer;margin:6px 0}
-.steps td{font-size:12.5px;word-break:break-word}
+.steps td{font-size:12.5px;overflow-wrap:break-word}
 """
 
 
