@@ -43,7 +43,7 @@ ALL_OPTIONS = CHART / "ci" / "all-options-values.yaml"
 GLOBS = CHART / "ci" / "globs-values.yaml"
 MINIMAL = CHART / "ci" / "minimal-values.yaml"
 HACK = REPO / "hack"
-CACHE = Path(os.environ.get("SEARCHRUN_CACHE", REPO / ".cache"))
+CACHE = Path(os.environ.get("SEARCHRUN_CACHE", Path.home() / ".cache" / "searchrun"))
 CRD_NAME = "searchruns.searchrun.dev"
 BUCKET = "searchrun"
 

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from typing import Callable, Literal, Mapping, Optional
 
 from ..api import MAX_NOTE_CHARS, MAX_REASON_CHARS, MAX_RELATION_CHARS, SearchRunStatus, StepPhase
+from ..clip import clip
 
 # Well-known step ids of the DAG (traversal steps are t0, t0-1, ...: their path from the plan).
 DETECT, SIMPLE, PLAN, AGGREGATE, REPORT = "detect", "simple", "plan", "aggregate", "report"
@@ -110,7 +111,7 @@ class StepResult:
             tokens=_int("tokens"),
             costUSD=float(cost),
             output=output,
-            decision=decision[:MAX_DECISION_CHARS],
+            decision=clip(decision, MAX_DECISION_CHARS),
             intent=intent,
             seeds=_ids("seeds"),
             found=found,

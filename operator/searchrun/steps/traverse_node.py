@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from ..agents.base import Hop, PathContext
 from ..api import Proposal
+from ..clip import clip
 from ..engine.types import StepResult
 from .context import StepError
 from .kind import StepKind
@@ -94,7 +95,7 @@ class TraverseNode(StepKind):
             decision = "dead end"
         return StepResult(tokens=d.usage.tokens, costUSD=d.usage.cost_usd, output=uri, found=d.found,
                           next=tuple(p.doc_id for p in proposals), note=d.note,
-                          proposals=tuple((p.doc_id, p.relation[:63], p.reason[:160]) for p in proposals),
+                          proposals=tuple((p.doc_id, p.relation[:63], clip(p.reason, 160)) for p in proposals),
                           decision=decision)
 
 
