@@ -330,6 +330,7 @@ class Resume(Model):
 
     at: str
     by: Optional[str] = Field(default=None, max_length=253)
+    fromRun: Optional[str] = Field(default=None, max_length=64, description="the run (uid) resumed: its succeeded steps were kept")
     fromPhase: str
     stoppedBy: Optional[str] = None
     budget: dict[str, list[float]] = Field(default_factory=dict, description="budget fields changed: [old, new]")

@@ -14,7 +14,11 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="run a SearchRun manifest on this machine (no cluster)")
-    run.add_argument("manifest", help="a SearchRun YAML file")
+    run.add_argument("manifest", nargs="?", help="a SearchRun YAML file")
+    run.add_argument("--resume", metavar="RUN_DIR_OR_UID",
+                     help="resume a run that Failed or was stopped by a budget or deadline (its steps that succeeded are kept)")
+    run.add_argument("--budget", action="append", metavar="FIELD=VALUE",
+                     help="with --resume: raise a budget, e.g. --budget maxSteps=60 (repeatable)")
     run.add_argument("--store", help="artifact store URI (file:///dir or s3://bucket/prefix); default ./searchrun-runs")
     run.add_argument("--quiet", action="store_true", help="print only the outcome")
 
@@ -52,8 +56,14 @@ def main(argv=None) -> int:
     ap = _build_parser()
     args = ap.parse_args(argv)
     if args.command == "run":
-        from .cli_run import run_manifest
+        from .cli_run import resume_run, run_manifest
 
+        if args.resume:
+            if args.manifest:
+                ap.error("run: give a manifest or --resume RUN, not both")
+            return resume_run(args.resume, store=args.store, budget=args.budget, quiet=args.quiet)
+        if not args.manifest or args.budget:
+            ap.error("run: a manifest is required (--budget goes with --resume)")
         return run_manifest(args.manifest, store=args.store, quiet=args.quiet)
     if args.command == "crd":
         from .crd import crd_yaml

@@ -127,7 +127,7 @@ def resume_run(target: str, store: Optional[str] = None, budget: Optional[list[s
     2 for bad input (an unknown run, one still running, a bad budget)."""
     from .artifacts import open_store
     from .engine.resume import ResumeError
-    from .executors.resume import Replay, find_run, keep_history, load_lineage, prepare
+    from .executors.resume import Replay, find_run, prepare
 
     try:
         changes = parse_budget_args(budget)
@@ -138,14 +138,13 @@ def resume_run(target: str, store: Optional[str] = None, budget: Optional[list[s
     except (ResumeError, ValueError, CorpusError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    keep_history(st, uid, load_lineage(st, uid), len(fresh.resumes))
     printer = ProgressPrinter(out or sys.stdout, quiet=quiet)
-    ex = LocalExecutor(run, store_uri, run.spec.corpus.uri, progress=printer, run_uid=uid, status=fresh)
+    ex = LocalExecutor(run, store_uri, run.spec.corpus.uri, progress=printer, status=fresh)
     replay = Replay(ex.store, uid, before)
     ex.recall.sources.insert(0, replay)
     r = fresh.resumes[-1]
     changed = ", ".join(f"{k} {a:g}->{b:g}" for k, (a, b) in r.budget.items()) or "no budget change"
-    printer.say(f"resuming run {uid} ({r.fromPhase}{', stopped by ' + r.stoppedBy if r.stoppedBy else ''}; "
+    printer.say(f"resuming run {uid} as a new run ({r.fromPhase}{', stopped by ' + r.stoppedBy if r.stoppedBy else ''}; "
                 f"{len(r.replanned)} step(s) failed or skipped; {changed}); {n_docs} documents")
     res = ex.execute()
     printer.say(f"  kept {replay.kept} step(s) that had succeeded")

@@ -1,7 +1,8 @@
 """Resuming a run: what a resume may change, and the status it starts from. Pure.
 
-A resume plans the run again from the beginning, under the (possibly raised) budget; the
-executor answers each step that had succeeded with its recorded result (``Reuse('kept')``), so
+A resume plans the run again from the beginning, under the (possibly raised) budget, as a new
+attempt of the run (its own uid for artifacts and Job names, so that nothing it starts meets a
+Job or a commit of the attempt before); the executor answers each step that had succeeded with its recorded result (``Reuse('kept')``), so
 succeeded steps are not run again, and the steps that Failed, were Skipped or were never planned
 because a budget stopped the run are planned as a fresh run would plan them. Runs are
 reproducible (waves in step-id order, allowances fixed at planning), so the kept steps get the
@@ -61,7 +62,7 @@ def _replanned(status: SearchRunStatus) -> list[str]:
 
 
 def resume(spec: SearchRunSpec, status: SearchRunStatus, changes: Mapping[str, str], now: datetime,
-           by: Optional[str] = None) -> tuple[SearchRunSpec, SearchRunStatus]:
+           by: Optional[str] = None, from_run: Optional[str] = None) -> tuple[SearchRunSpec, SearchRunStatus]:
     """The spec (budget raised by ``changes``) and the fresh status a resumed run starts from.
 
     The deadline counts the run's active time: the new status starts as long before ``now`` as
@@ -80,7 +81,7 @@ def resume(spec: SearchRunSpec, status: SearchRunStatus, changes: Mapping[str, s
     changed = {k: [getattr(spec.budget, k), getattr(budget, k)] for k in BUDGET_FIELDS
                if getattr(spec.budget, k) != getattr(budget, k)}
     elapsed = status.budgetUsed.elapsedSeconds
-    record = Resume(at=iso(now), by=by, fromPhase=status.phase, stoppedBy=stopped, budget=changed,
+    record = Resume(at=iso(now), by=by, fromRun=from_run, fromPhase=status.phase, stoppedBy=stopped, budget=changed,
                     replanned=replanned[:MAX_REPLANNED_LISTED], stepsBefore=len(status.steps))
     fresh = SearchRunStatus(startedAt=iso(now - timedelta(seconds=elapsed)),
                             resumes=[*status.resumes, record])
