@@ -7,6 +7,7 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
 import yaml
 
 from searchrun.api import SearchRunSpec
@@ -103,3 +104,20 @@ def test_kubectl_plugin_is_a_console_script():
 
     r = subprocess.run([exe, "get", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "RUN" in r.stdout
+
+
+@pytest.mark.s3
+def test_get_logs_and_rerun_step_against_an_s3_store(tmp_path, s3_bucket):
+    m = write_manifest(tmp_path, {"query": QUERY, "budget": {"maxAgents": 2, "maxDepth": 1, "maxSteps": 10},
+                                  "cache": {"mode": "ReadWrite"}})
+    r = searchrun("run", str(m), "--store", s3_bucket, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    uid = re.search(r"\(uid ([0-9a-f]+)\)", r.stdout).group(1)
+    r2 = searchrun("run", str(m), "--store", s3_bucket, cwd=tmp_path)  # the cache lives in the same bucket
+    uid2 = re.search(r"\(uid ([0-9a-f]+)\)", r2.stdout).group(1)
+    tree = searchrun("get", uid2, "--store", s3_bucket, cwd=tmp_path)
+    assert tree.returncode == 0 and f"[cached {uid}/t0]" in tree.stdout, tree.stdout + tree.stderr
+    log = searchrun("logs", uid2, "t0", "--store", s3_bucket, cwd=tmp_path)
+    assert log.returncode == 0 and f"the log of {uid}/t0" in log.stdout and f"/runs/{uid}/steps/t0/a1/" in log.stdout
+    rerun = searchrun("rerun-step", uid2, "t0", "--store", s3_bucket, cwd=tmp_path)
+    assert rerun.returncode == 0 and "≠" not in rerun.stdout.split("output:")[0], rerun.stdout + rerun.stderr

@@ -43,6 +43,9 @@ def test_a_run_with_nothing_left_is_refused():
 def test_a_budget_stop_needs_that_budget_raised():
     with pytest.raises(ResumeError, match=r"budget.maxSteps \(10\).*--budget maxSteps=20"):
         resume(SPEC, _status(stopped="maxSteps", steps=[("t0", "Succeeded")]), {"maxTokens": "300000"}, NOW)
+    with pytest.raises(ResumeError, match=r"budget.maxTokens"):  # its skipped steps would be skipped again
+        resume(SPEC, _status(stopped="maxTokens", steps=[("t0", "Succeeded"), ("t1", "Skipped")]), {}, NOW)
+    resume(SPEC, _status(stopped="maxTokens", steps=[("t0", "Failed"), ("t1", "Skipped")]), {}, NOW)  # a failure to retry
     spec, fresh = resume(SPEC, _status(stopped="maxSteps", steps=[("t0", "Succeeded")]), {"maxSteps": "25"}, NOW, by="me",
                          from_run="abc")
     assert spec.budget.maxSteps == 25 and SPEC.budget.maxSteps == 10

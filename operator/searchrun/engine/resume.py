@@ -74,7 +74,8 @@ def resume(spec: SearchRunSpec, status: SearchRunStatus, changes: Mapping[str, s
     budget = raised_budget(spec.budget, changes)
     replanned = _replanned(status)
     stopped = status.stoppedBy
-    if stopped in BUDGET_FIELDS and not replanned and status.phase != Phase.Failed.value:
+    failed = any(s.phase == P_FAILED for s in status.steps)
+    if stopped in BUDGET_FIELDS and not failed and status.phase != Phase.Failed.value:  # skipped steps would stop again
         if getattr(budget, stopped) <= getattr(spec.budget, stopped):
             raise ResumeError(f"the run was stopped by budget.{stopped} ({getattr(spec.budget, stopped)}): "
                               f"raise it, e.g. --budget {stopped}={_suggest(spec.budget, stopped)}")
