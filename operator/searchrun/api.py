@@ -297,7 +297,7 @@ class StepStatus(Model):
     expanded: bool = False
     message: Optional[str] = None
     cachedFrom: Optional[StepRef] = Field(default=None, description="the step was a cache hit: its result is this step's (no Job, no tokens)")
-    tokensSaved: int = Field(default=0, ge=0, description="cache hit: the tokens the cached step spent")
+    tokensSaved: Optional[int] = Field(default=None, ge=0, description="cache hit: the tokens the cached step spent")
     keptFrom: Optional[StepRef] = Field(default=None, description="resumed run: the step succeeded before the resume and was kept")
 
 

@@ -126,7 +126,7 @@ def print_get(lin: Lineage, out: TextIO) -> None:
     w(f"Phase:     {st.phase}   {st.message or ''}")
     w(f"Steps:     {len(st.steps)}   tokens {st.tokens}   cost ${st.costUSD:.4f}"
       + (f"   stopped by {st.stoppedBy}" if st.stoppedBy else ""))
-    saved = sum(s.tokensSaved for s in st.steps)
+    saved = sum(s.tokensSaved or 0 for s in st.steps)
     cached = sum(1 for s in st.steps if s.cachedFrom is not None)
     if cached:
         w(f"Cache:     {cached} step(s) cached, {saved} tokens saved")
@@ -241,7 +241,7 @@ def rerun_command(target: str, step_id: str, store: Optional[str], out: TextIO =
         return 1
     new = json.loads(scratch_store.get_bytes(result_key(uid, s.id, 1)))
     rows = [("decision", s.decision or "", new.get("decision", "")), ("found", s.found, new.get("found")),
-            ("tokens", s.tokens or s.tokensSaved, new.get("tokens", 0)), ("next", ", ".join(s.next), ", ".join(new.get("next", [])))]
+            ("tokens", s.tokens or s.tokensSaved or 0, new.get("tokens", 0)), ("next", ", ".join(s.next), ", ".join(new.get("next", [])))]
     if s.type == "traverse_node":
         rows.append(("note", s.note or "", new.get("note", "")))
     w(f"  {'':<10}{'RECORDED':<50}RERUN")

@@ -44,7 +44,7 @@ class Replay:
         if obs.state != "succeeded":
             return None  # its commit is gone or damaged: run it again
         if s.cachedFrom is not None:  # a cache hit stays one (its tokens are not this run's)
-            reuse = Reuse("cache", s.cachedFrom.run, s.cachedFrom.step, s.cachedFrom.attempt, s.tokensSaved)
+            reuse = Reuse("cache", s.cachedFrom.run, s.cachedFrom.step, s.cachedFrom.attempt, s.tokensSaved or 0)
         else:
             reuse = Reuse("kept", origin, s.id, s.attempts)
         self.kept += 1
