@@ -200,6 +200,20 @@ class ArtifactSettings(Model):
     cleanup: bool = Field(default=False, description="delete the run's artifacts when the SearchRun is deleted")
 
 
+class CacheMode(str, Enum):
+    ReadWrite = "ReadWrite"   # use entries and add new ones
+    ReadOnly = "ReadOnly"     # use entries, add none
+    Off = "Off"
+
+
+class CacheSettings(Model):
+    """The step cache: a step whose key (everything that determines its output) has an entry in
+    the namespace's cache is not run; its recorded result is used. Off by default (README: the cache)."""
+
+    mode: CacheMode = Field(default=CacheMode.Off, description="ReadWrite, ReadOnly or Off")
+    ttlSeconds: int = Field(default=7 * 86400, ge=60, le=366 * 86400, description="entries older than this are misses")
+
+
 class SearchRunSpec(Model):
     query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, description="what to search for")
     corpus: CorpusRef = Field(default_factory=CorpusRef)
@@ -207,6 +221,7 @@ class SearchRunSpec(Model):
     budget: Budget = Field(default_factory=Budget)
     steps: StepSettings = Field(default_factory=StepSettings)
     artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
 
     @model_validator(mode="after")
     def _query_not_blank(self) -> "SearchRunSpec":
@@ -245,6 +260,14 @@ class Proposal(Model):
     why: str = Field(default="", max_length=MAX_REASON_CHARS)
 
 
+class StepRef(Model):
+    """Where a reused result came from: a run's step attempt."""
+
+    run: str = Field(max_length=64)
+    step: str = Field(max_length=256)
+    attempt: int = Field(default=1, ge=1)
+
+
 class StepStatus(Model):
     """One node of the lineage."""
 
@@ -273,6 +296,9 @@ class StepStatus(Model):
     note: Optional[str] = Field(default=None, max_length=MAX_NOTE_CHARS, description="traverse_node: the note passed to its children (what is established, what is open)")
     expanded: bool = False
     message: Optional[str] = None
+    cachedFrom: Optional[StepRef] = Field(default=None, description="the step was a cache hit: its result is this step's (no Job, no tokens)")
+    tokensSaved: Optional[int] = Field(default=None, ge=0, description="cache hit: the tokens the cached step spent")
+    keptFrom: Optional[StepRef] = Field(default=None, description="resumed run: the step succeeded before the resume and was kept")
 
 
 class BudgetUsage(Model):
@@ -299,6 +325,19 @@ class LineageSummary(Model):
     byPhase: dict[str, int] = Field(default_factory=dict)
 
 
+class Resume(Model):
+    """One resume of the run: when, by whom if known, and what changed."""
+
+    at: str
+    by: Optional[str] = Field(default=None, max_length=253)
+    fromRun: Optional[str] = Field(default=None, max_length=64, description="the run (uid) resumed: its succeeded steps were kept")
+    fromPhase: str
+    stoppedBy: Optional[str] = None
+    budget: dict[str, list[float]] = Field(default_factory=dict, description="budget fields changed: [old, new]")
+    replanned: list[str] = Field(default_factory=list, description="steps that had Failed or were Skipped (first 100)")
+    stepsBefore: int = 0
+
+
 class SearchRunStatus(Model):
     phase: Phase = Phase.Pending
     intent: Optional[Literal["simple", "deep"]] = None
@@ -320,6 +359,7 @@ class SearchRunStatus(Model):
     reportURI: Optional[str] = None
     answers: int = 0
     conditions: list[Condition] = Field(default_factory=list)
+    resumes: list[Resume] = Field(default_factory=list, description="each resume of the run, oldest first")
     observedGeneration: Optional[int] = None
 
 

@@ -160,6 +160,18 @@ def _proposals(v) -> tuple[tuple[str, str, str], ...]:
 
 
 @dataclass(frozen=True)
+class Reuse:
+    """A result the executor did not compute now: a cache hit (``cache``: its tokens are not this
+    run's) or a step that succeeded before a resume (``kept``)."""
+
+    how: Literal["cache", "kept"]
+    run: str
+    step: str
+    attempt: int = 1
+    tokens_saved: int = 0
+
+
+@dataclass(frozen=True)
 class Observation:
     """What the executor saw of one step's current attempt."""
 
@@ -171,6 +183,7 @@ class Observation:
     # The executor already retried this step itself (a Job's backoffLimit): a failure is final.
     final: bool = False
     attempts: Optional[int] = None  # attempts the executor made, when it retries itself
+    reused: Optional[Reuse] = None  # the result is a cache hit or kept from before a resume
 
 
 @dataclass(frozen=True)
