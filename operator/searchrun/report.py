@@ -53,9 +53,22 @@ _BUDGET_ROWS = [(meta.used, name, meta.label) for name, meta in BUDGET_FIELDS.it
 # --------------------------------------------------------------------------- helpers
 
 
+def _safe_char(c: str) -> str:
+    # NUL and other control characters are parse errors in HTML (and a NUL ends strings in many
+    # tools); a lone surrogate cannot be encoded at all: each becomes U+FFFD. Tab and newlines stay.
+    if c in "\t\n\r":
+        return c
+    return "\ufffd" if unicodedata.category(c) in ("Cc", "Cs") else c
+
+
 def _e(value: Any) -> str:
-    """HTML-escape anything (None -> empty)."""
-    return "" if value is None else html.escape(str(value), quote=True)
+    """HTML-escape anything (None -> empty), control characters and lone surrogates replaced."""
+    if value is None:
+        return ""
+    s = str(value)
+    if not s.isprintable():
+        s = "".join(_safe_char(c) for c in s)
+    return html.escape(s, quote=True)
 
 
 def _short(value: Any, n: int) -> str:
