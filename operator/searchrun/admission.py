@@ -84,6 +84,15 @@ def artifact_store_problem(uri: str) -> Optional[str]:
     return None
 
 
+def _defaulted_budget(spec: dict) -> set[str]:
+    """The budget fields the user did not write. The API server fills the CRD's defaults before
+    the webhooks see the object, so a field that holds its default counts as not written."""
+    raw = spec.get("budget")
+    raw = raw if isinstance(raw, dict) else {}
+    defaults = Budget.model_construct().model_dump()  # the declared defaults (no validation)
+    return {n for n, d in defaults.items() if n not in raw or raw[n] == d}
+
+
 def review(spec: Any, policy: Policy, old_spec: Any = None, clamp: bool = False) -> Verdict:
     """Decide on a SearchRun spec. ``clamp=True`` is the mutating pass."""
     if not isinstance(spec, dict):
@@ -115,19 +124,24 @@ def review(spec: Any, policy: Policy, old_spec: Any = None, clamp: bool = False)
     budget = parsed.budget.model_dump()
     warnings: list[str] = []
     over = []
+    defaulted = _defaulted_budget(spec)
     for name, cap in policy.caps.model_dump().items():
-        if budget[name] > cap:
+        if budget[name] > cap and name in defaulted:
+            budget[name] = cap  # a default over the cap: filled at the cap, silently (the user wrote nothing)
+            over.append((name, None, cap))
+        elif budget[name] > cap:
             over.append((name, budget[name], cap))
     def clampable(n: str) -> bool:
         return clamp and policy.may_clamp(n)
 
-    rejected = [(n, v, c) for n, v, c in over if not clampable(n)]
+    rejected = [(n, v, c) for n, v, c in over if v is not None and not clampable(n)]
     if rejected:
         msg = "; ".join(f"spec.budget.{n}: {v} exceeds the cluster's limit of {c}" for n, v, c in rejected)
         return Verdict(False, "cap", msg)
     for name, value, cap in over:
         budget[name] = cap
-        warnings.append(f"spec.budget.{name} clamped from {value} to {cap} by the cluster's policy")
+        if value is not None:
+            warnings.append(f"spec.budget.{name} clamped from {value} to {cap} by the cluster's policy")
     if over:
         try:
             Budget.model_validate(budget)
