@@ -105,6 +105,8 @@ def run_manifest(path: str, store: Optional[str] = None, out: Optional[TextIO] =
     printer.say(f"corpus {run.spec.corpus.uri}: {n_docs} documents; query: {run.spec.query!r}")
     res = ex.execute()
     print_outcome(printer.say, run, res, ex.store)
+    if quiet:  # --quiet: only the one-line outcome
+        print(f"Run {res.phase}: {res.status.get('message', '')}", file=printer.out, flush=True)
     return 0 if res.phase == "Succeeded" else 1
 
 

@@ -72,6 +72,11 @@ class AgentError(RuntimeError):
     """An unrecoverable agent failure (bad endpoint, out of retries). Never carries secrets."""
 
 
+class AgentReplyError(AgentError):
+    """The endpoint answered, but not usably (no JSON object in the answer), after the agent's own
+    retries: running the step again would ask the same question of the same model."""
+
+
 @runtime_checkable
 class Agent(Protocol):
     def detect_intent(self, query: str, allowance: int) -> tuple[str, str, Usage]:

@@ -35,7 +35,7 @@ import urllib.request
 from typing import Any, Callable, Optional
 
 from ..corpus import Corpus
-from .base import SNIPPET_CHARS, AgentError, Hit, TraverseDecision, Usage, usage
+from .base import SNIPPET_CHARS, AgentError, AgentReplyError, Hit, TraverseDecision, Usage, usage
 from .offline import OfflineAgent, index_for, query_terms, snippet
 from . import openai_schema as schema
 from .base import DEFAULT_MAX_NOTE_CHARS, PathContext
@@ -198,6 +198,7 @@ class OpenAICompatAgent:
         ).encode("utf-8")
         tokens = 0
         last = ""
+        malformed = False  # the last attempt got an answer, but no JSON object in it
         for attempt in range(1, MAX_ATTEMPTS + 1):
             delay: Optional[float] = None
             try:
@@ -207,9 +208,9 @@ class OpenAICompatAgent:
                 obj = parse(content) if content is not None else None
                 if obj is not None:
                     return obj, tokens
-                last = f"{self.url}: the model's answer holds no JSON object"
+                last, malformed = f"{self.url}: the model's answer holds no JSON object", True
             except _Retryable as e:
-                last = str(e)
+                last, malformed = str(e), False
                 delay = e.retry_after
             if attempt < MAX_ATTEMPTS:
                 if delay is None:
@@ -217,7 +218,7 @@ class OpenAICompatAgent:
                 else:
                     delay = min(delay, MAX_RETRY_AFTER_SECONDS)  # the server's Retry-After, bounded
                 self._sleep(max(0.0, delay))
-        raise AgentError(f"{last} (gave up after {MAX_ATTEMPTS} attempts)")
+        raise (AgentReplyError if malformed else AgentError)(f"{last} (gave up after {MAX_ATTEMPTS} attempts)")
 
     @staticmethod
     def _content_of(data: dict) -> Optional[str]:

@@ -24,7 +24,7 @@ from ..api import SearchRun, StepStatus
 from ..artifacts import ArtifactError, open_store, read_uri
 from ..corpus import load_corpus
 from ..engine import Decision, Event, Observation, StartStep, reconcile
-from ..steps import STEP_ENV
+from ..steps import EXIT_PERMANENT, STEP_ENV
 from ..cache import LOCAL_NAMESPACE, make_cache
 from .base import Recall, committed_observation, lineage_document, lineage_needed, put_lineage, read_committed, step_context
 
@@ -158,7 +158,9 @@ class LocalExecutor:
         if timed_out:
             return Observation(step_id, a.attempt, "failed", message=f"timed out after {a.timeout_seconds}s")
         if p.popen.returncode != 0:
-            return Observation(step_id, a.attempt, "failed", message=failure_reason(stderr, p.popen.returncode))
+            # a step that failed for good is not retried (as a Job's podFailurePolicy does on a cluster)
+            return Observation(step_id, a.attempt, "failed", message=failure_reason(stderr, p.popen.returncode),
+                               final=p.popen.returncode == EXIT_PERMANENT)
         try:
             raw = read_committed(self.store, self.uid, step_id, a.attempt)
         except ArtifactError as e:

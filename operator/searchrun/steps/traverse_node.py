@@ -8,7 +8,7 @@ from ..agents.base import Hop, PathContext
 from ..api import Proposal
 from ..clip import clip
 from ..engine.types import StepResult
-from .context import StepError
+from .context import PermanentStepError, StepError
 from .kind import StepKind
 
 # The most ancestors a step is told about (a path is at most maxDepth - 1 long, and maxDepth <= 5).
@@ -69,7 +69,7 @@ class TraverseNode(StepKind):
         doc = s.get("doc")
         corpus = io.corpus
         if not doc or corpus.get(doc) is None:
-            raise StepError(f"traverse_node: document {doc!r} is not in the corpus")
+            raise PermanentStepError(f"traverse_node: document {doc!r} is not in the corpus")
         hops = tuple(Hop(h["doc"], io.title(h["doc"]), h.get("via") or None) for h in s.get("path", []) if h.get("doc"))
         path = PathContext(hops=hops, relation=s.get("via") or None, note=s.get("note", ""))
         k, limit = ctx.k, ctx.agent.maxContextChars

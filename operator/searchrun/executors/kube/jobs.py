@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 from ...api import API_VERSION, KIND, SearchRunSpec
 from ...engine import Observation, StartStep
-from ...steps import STEP_ENV
+from ...steps import EXIT_PERMANENT, STEP_ENV
 from ..base import CommittedResult, committed_observation
 from .config import OperatorConfig
 
@@ -83,6 +83,9 @@ def build_job(action: StartStep, run_name: str, namespace: str, run_uid: str, sp
     job_spec: dict[str, Any] = {
         "backoffLimit": action.retries,
         "activeDeadlineSeconds": job_deadline,
+        # a step that failed for good (bad input, a document not in the corpus) fails its Job at once
+        "podFailurePolicy": {"rules": [{"action": "FailJob", "onExitCodes": {
+            "containerName": "step", "operator": "In", "values": [EXIT_PERMANENT]}}]},
         "template": {"metadata": {"labels": labels}, "spec": pod_spec},
     }
     if config.stepJobManagedBy:
