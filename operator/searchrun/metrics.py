@@ -16,6 +16,8 @@ FANOUT = Histogram("searchrun_fanout_per_node", "Children spawned by one step (p
                    buckets=(0, 1, 2, 3, 4, 5, 6, 8, 10), registry=REGISTRY)
 DEPTH = Histogram("searchrun_depth_reached", "Deepest traversal level of a finished run.", buckets=(0, 1, 2, 3, 4, 5), registry=REGISTRY)
 ACTIVE_JOBS = Gauge("searchrun_active_jobs", "Step Jobs running now.", registry=REGISTRY)
+STEP_JOBS_RECREATED = Counter("searchrun_step_jobs_recreated_total",
+                              "Step Jobs of running steps created again because they were gone (deleted by hand).", registry=REGISTRY)
 STEP_DURATION = Histogram("searchrun_step_duration_seconds", "Wall time of a step Job, by step type.", ["step_type"],
                           buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600), registry=REGISTRY)
 TOKENS = Counter("searchrun_tokens_total", "Tokens spent by steps, by namespace.", ["namespace"], registry=REGISTRY)
