@@ -130,6 +130,14 @@ def by_kind(docs: list[dict], kind: str) -> list[dict]:
     return [d for d in docs if d["kind"] == kind]
 
 
+AGGREGATE_LABELS = ("rbac.authorization.k8s.io/aggregate-to-edit", "rbac.authorization.k8s.io/aggregate-to-view")
+
+
+def operator_cluster_roles(docs: list[dict]) -> list[dict]:
+    """The operator's ClusterRoles (not the ones aggregated to the built-in edit and view roles)."""
+    return [d for d in by_kind(docs, "ClusterRole") if not set(AGGREGATE_LABELS) & set(d["metadata"].get("labels") or {})]
+
+
 def one(docs: list[dict], kind: str, name_suffix: str = "") -> dict:
     found = [d for d in by_kind(docs, kind) if d["metadata"]["name"].endswith(name_suffix)]
     assert len(found) == 1, f"expected one {kind} *{name_suffix}, got {[d['metadata']['name'] for d in found]}"
@@ -312,7 +320,7 @@ def test_rendered_config_is_what_the_operator_accepts(case):
 def test_rbac_is_least_privilege_and_scoped_to_the_watched_namespaces():
     # cluster-wide: one ClusterRole with everything; no namespace rules; no secrets anywhere
     docs = render()
-    (cr,) = by_kind(docs, "ClusterRole")
+    (cr,) = operator_cluster_roles(docs)
     assert not by_kind(docs, "Role")
     rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"]) for r in cr["rules"]}
     assert rules == {
@@ -333,7 +341,7 @@ def test_rbac_is_least_privilege_and_scoped_to_the_watched_namespaces():
 
     # named namespaces: a Role per namespace, only CRDs cluster-wide, step ServiceAccounts made
     docs = render(ALL_OPTIONS)
-    (cr,) = by_kind(docs, "ClusterRole")
+    (cr,) = operator_cluster_roles(docs)
     assert [(r["resources"], r["verbs"]) for r in cr["rules"]] == [
         (["customresourcedefinitions"], ["get", "list", "watch"]), (["namespaces"], ["list", "watch"])]
     roles = by_kind(docs, "Role")
@@ -351,7 +359,7 @@ def test_rbac_is_least_privilege_and_scoped_to_the_watched_namespaces():
 
     # patterns: cluster-wide rules, plus namespaces list/watch for kopf
     docs = render(GLOBS)
-    (cr,) = by_kind(docs, "ClusterRole")
+    (cr,) = operator_cluster_roles(docs)
     res = {x for rule in cr["rules"] for x in rule["resources"]}
     assert {"namespaces", "searchruns", "jobs"} <= res and not by_kind(docs, "Role")
 
@@ -719,3 +727,21 @@ def test_helm_install_runs_the_example_through_operator_and_webhooks(cluster, re
     assert left == [], f"left behind: {left}"
     assert cluster.kubectl("get", "crd", CRD_NAME, check=False).returncode == 0, "helm.sh/resource-policy: keep"
     sys.stderr.write(f"\n[chart] install {rel.install_seconds:.0f} s, whole test {time.monotonic() - t0:.0f} s\n")
+
+
+def test_aggregated_roles_let_editors_manage_searchruns_but_never_write_their_status():
+    """What users of an operator's chart expect: `edit` (and `admin`) may create and delete
+    SearchRuns, `view` may read them; no aggregated role may write searchruns/status."""
+    docs = render()
+    agg = {d["metadata"]["name"]: d for d in by_kind(docs, "ClusterRole") if d not in operator_cluster_roles(docs)}
+    assert sorted(agg) == ["sr-searchrun-operator-edit", "sr-searchrun-operator-view"]
+    edit, view = agg["sr-searchrun-operator-edit"], agg["sr-searchrun-operator-view"]
+    assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    assert [(r["resources"], set(r["verbs"])) for r in edit["rules"]] == [
+        (["searchruns"], {"create", "delete", "deletecollection", "get", "list", "watch", "update", "patch"})]
+    assert [(r["resources"], set(r["verbs"])) for r in view["rules"]] == [(["searchruns", "searchruns/status"], {"get", "list", "watch"})]
+    for role in agg.values():
+        assert not [r for r in role["rules"] if "searchruns/status" in r["resources"] and set(r["verbs"]) - {"get", "list", "watch"}]
+    docs = render({"rbac": {"aggregateToDefaultRoles": False}})
+    assert by_kind(docs, "ClusterRole") == operator_cluster_roles(docs)

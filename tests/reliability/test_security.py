@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import time
 import uuid
 
 import pytest
@@ -79,6 +80,33 @@ CLUSTER_DENIED = [
 ]
 
 
+SEARCHRUNS = "searchruns.searchrun.dev"
+
+
+def check_aggregated_roles(cluster, release: str, ns: str, other: str) -> None:
+    """The chart's aggregated ClusterRoles: a user bound to the built-in `edit` role in ``ns`` may
+    create and delete SearchRuns there, but never write their status (the operator's record); one
+    bound to `view` may read them; neither may anywhere else."""
+    editor, viewer = f"{release}-editor", f"{release}-viewer"
+    cluster.kubectl("-n", ns, "create", "rolebinding", editor, "--clusterrole=edit", f"--user={editor}")
+    cluster.kubectl("-n", ns, "create", "rolebinding", viewer, "--clusterrole=view", f"--user={viewer}")
+    deadline = time.monotonic() + 60  # the aggregation controller fills edit and view asynchronously
+    while not (can_i(cluster, editor, "create", SEARCHRUNS, ns) and can_i(cluster, viewer, "list", SEARCHRUNS, ns)):
+        assert time.monotonic() < deadline, "the aggregated roles never reached edit and view"
+        time.sleep(0.5)
+    for verb in ("create", "delete", "get", "list", "watch", "update", "patch"):
+        assert can_i(cluster, editor, verb, SEARCHRUNS, ns), f"edit may {verb} searchruns"
+    for verb in ("update", "patch"):
+        assert not can_i(cluster, editor, verb, SEARCHRUNS, ns, "status"), f"edit must not {verb} searchruns/status"
+        assert not can_i(cluster, viewer, verb, SEARCHRUNS, ns, "status"), f"view must not {verb} searchruns/status"
+    for verb in ("get", "list", "watch"):
+        assert can_i(cluster, viewer, verb, SEARCHRUNS, ns), f"view may {verb} searchruns"
+    assert can_i(cluster, viewer, "get", SEARCHRUNS, ns, "status")
+    for verb in ("create", "delete", "update", "patch"):
+        assert not can_i(cluster, viewer, verb, SEARCHRUNS, ns), f"view must not {verb} searchruns"
+    assert not can_i(cluster, editor, "create", SEARCHRUNS, other), "only where the user is an editor"
+
+
 @pytest.mark.cluster
 @pytest.mark.parametrize("scope", ["namespaced", "cluster-wide"])
 def test_rbac_least_privilege_matrix(cluster, scope):
@@ -126,6 +154,7 @@ def test_rbac_least_privilege_matrix(cluster, scope):
         resources = [line.split()[0] for line in listed.splitlines()[1:] if line.strip() and not line.startswith(" ")]
         extra = [r for r in resources if not r.startswith(("selfsubject", "[/")) and r != "Resources"]
         assert not extra, f"the step ServiceAccount can do more than ask what it may do: {extra}"
+        check_aggregated_roles(cluster, release, watched, other)
         figure(f"rbac ({scope}): kubectl auth can-i checks", CAN_I_CALLS[0] - calls_before)
     finally:
         for o in objs:

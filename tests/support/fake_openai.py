@@ -23,6 +23,7 @@ class FakeOpenAI:
         self.delay_seconds = 0.0                 # every answer waits this long
         self.echo_key_status: int | None = None  # e.g. 401: answer with an error that quotes the key ...
         self.echo_key_models: set[str] = set()   # ... to every request, or to requests for these models
+        self.prose_models: set[str] = set()      # answer requests for these models in prose (no JSON object)
         self._lock = threading.Lock()
         # a scripted model: prompt -> reply (a dict is sent as JSON, a str as is, None: ``answer``)
         self.model: Callable[[str], dict | str | None] | None = None
@@ -55,6 +56,8 @@ class FakeOpenAI:
                 if self._scripted(body, prompt):
                     return
                 content = json.dumps(answer(prompt))
+                if body.get("model") in fake.prose_models:
+                    content = "I would rather not answer in JSON."
                 self._send(200, {"id": "chatcmpl-fake", "object": "chat.completion", "model": body.get("model"),
                                  "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
                                               "finish_reason": "stop"}],
