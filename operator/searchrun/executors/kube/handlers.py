@@ -46,6 +46,7 @@ class _State:
     runs: dict[str, RunReconciler] = {}     # uid -> the reconciler of a live daemon
     finished: dict[str, str] = {}           # uid -> digest of a finished run's final status
     forged: set[str] = set()                # live runs whose status someone else wrote (to verify)
+    forged_seen: dict[str, str] = {}        # uid -> digest of the last status restored (restored once)
     restoring: set[str] = set()
 
 
@@ -221,7 +222,9 @@ def _verify_live_status(r: RunReconciler) -> None:
         return
     obj = r.custom.get_namespaced_custom_object(GROUP, VERSION, r.namespace, PLURAL, r.name)
     observed = obj.get("status") or {}
-    if status_guard.digest(observed) != status_guard.digest(r.last_patch["status"]):
+    seen = status_guard.digest(observed)
+    if seen != status_guard.digest(r.last_patch["status"]) and STATE.forged_seen.get(r.uid) != seen:
+        STATE.forged_seen[r.uid] = seen  # (a difference a patch cannot undo is not restored over and over)
         diff = status_guard.differences(observed, r.last_patch["status"]) or ["lineageURI"]
         r.last_patch = None  # the next pass writes the whole status
         r.events.post(r, "Warning", "StatusRestored",
@@ -234,9 +237,18 @@ def _restore_finished(namespace: str, name: str, uid: str) -> None:
         r = RunReconciler(STATE.api_client, STATE.cache, STATE.config, namespace, name, uid, KopfEvents())
         if not r.load() or r.spec is None:
             return
+        if r.status is None or r.status.phase not in status_guard.FINISHED:
+            # no final record to restore from (a run finished by an operator before the status
+            # guard): resuming it would fail it
+            log.warning("%s/%s: its status changed, but there is no final record to restore it from", namespace, name)
+            STATE.finished.pop(uid, None)
+            return
         r.reconcile_once()
-        if r.last_patch is not None:
-            STATE.finished[uid] = status_guard.digest(r.last_patch["status"])
+        # what the API server holds now (a merge patch may leave keys it cannot remove)
+        obj = r.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        STATE.finished[uid] = status_guard.digest(obj.get("status") or {})
+    except Exception as e:  # the store or the API is unreachable: the next change tries again
+        log.warning("%s/%s: could not restore the status: %s: %s", namespace, name, type(e).__name__, e)
     finally:
         STATE.restoring.discard(uid)
 
@@ -259,7 +271,7 @@ async def status_guard_event(type, body, uid, name, namespace, logger, **_) -> N
     if want is None or uid in STATE.restoring or status_guard.digest(status) == want:
         return
     STATE.restoring.add(uid)
-    logger.warning("the status of a finished run changed: restoring it from the operator's record")
+    log.info("%s/%s: the status of a finished run changed: restoring it from the operator's record", namespace, name)
     await _in_pool(asyncio.get_running_loop(), lambda: _restore_finished(namespace, name, uid))
 
 
@@ -268,6 +280,7 @@ def on_delete(spec, uid, namespace, name, logger, **_) -> None:
     """Jobs and pods go through owner references; artifacts stay unless the run asked for cleanup."""
     forget_run(uid)
     STATE.finished.pop(uid, None)
+    STATE.forged_seen.pop(uid, None)
     if STATE.cache:
         STATE.cache.forget(uid)
     if not (spec.get("artifacts") or {}).get("cleanup"):
