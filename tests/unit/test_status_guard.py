@@ -129,6 +129,11 @@ def test_trusted_status_keeps_a_running_run_but_never_follows_a_foreign_lineage_
     record = {"status": {"phase": "Succeeded", "message": "ok", "costUSD": 0.0, "steps": [{"id": "detect"}, {"id": "report"}]}}
     view = {"phase": "Succeeded", "message": "ok", "costUSD": 0, "lineageURI": own, "steps": [], "lineageSummary": {"steps": 2}}
     assert trusted_status(view, lambda: record, own) == (view, None)
+    raw, why = trusted_status(dict(view, phase="Failed"), lambda: record, own)
+    assert raw["lineageURI"] == own and raw["phase"] == "Succeeded" and "status.phase" in why
+    # the pointer forged away from a run with journal entries: it is loaded from its own snapshot and journal
+    raw, why = trusted_status({"phase": "Failed"}, lambda: dict(record, journal={"seq": 3}), own)
+    assert raw["lineageURI"] == own and why
 
 
 def test_a_step_job_deleted_by_hand_is_recreated_with_an_event_and_a_metric(tmp_path):

@@ -85,6 +85,10 @@ def trusted_status(raw_status: Optional[Mapping], read_record, own_lineage_uri: 
         if foreign:
             diff = sorted(set(diff) | {"lineageURI"})
         if diff:
+            if pointer == own_lineage_uri or (record.get("journal") or {}).get("seq"):
+                # an offloaded run: loaded from the snapshot and its journal, so that the journal
+                # sequence goes on where it was (a snapshot at seq 0 would replay old entries)
+                rec = dict(rec, lineageURI=own_lineage_uri)
             return rec, f"status.{', status.'.join(diff[:8])} differed from the operator's record of the finished run; restored it"
         return raw, None
     if foreign:
