@@ -155,3 +155,29 @@ def test_a_step_job_deleted_by_hand_is_recreated_with_an_event_and_a_metric(tmp_
     [(type_, _, message)] = [e for e in events.posted if e[1] == "StepJobRecreated"]
     assert type_ == "Warning" and "sr-5f0c2a9e1b-detect" in message and "detect" in message
     assert metrics.STEP_JOBS_RECREATED._value.get() == before + 1
+
+
+def test_a_running_runs_daemon_verifies_a_changed_status_and_writes_it_whole(tmp_path):
+    """The event handler only flags a change (it may be the echo of our own patch); the daemon,
+    between two passes, re-reads the status: forged, it posts StatusRestored once and its next
+    pass writes the whole status; its own, nothing happens."""
+    from searchrun.executors.kube import handlers
+
+    spec = SearchRunSpec(query="What is BM25?", artifacts={"uri": f"file://{tmp_path}"}).model_dump(mode="json", exclude_none=True)
+    from searchrun.artifacts import open_store
+
+    kube = _Kube(open_store(f"file://{tmp_path}"), spec, finish=False)
+    events = _Events()
+    r = _reconciler(kube, events, tmp_path)
+    assert r.load()
+    r.reconcile_once()
+    ours = copy.deepcopy(kube.obj["status"])
+    handlers._verify_live_status(r)
+    assert r.last_patch is not None and not events.posted, "our own status: left alone"
+    kube.obj["status"] = dict(ours, phase="Failed", message="forged by user")
+    handlers._verify_live_status(r)
+    assert r.last_patch is None
+    [(type_, reason, message)] = events.posted
+    assert reason == "StatusRestored" and "status.phase" in message
+    r.reconcile_once()
+    assert kube.obj["status"]["phase"] == "Running" and kube.obj["status"].get("message") == ours.get("message")
