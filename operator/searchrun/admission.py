@@ -13,6 +13,7 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from .api import BUDGET_FIELDS, Budget, SearchRunSpec
+from .endpoint_policy import AgentEndpointPolicy, url_problem
 from .manifest import describe_validation_error
 
 
@@ -42,6 +43,7 @@ class Policy(BaseModel):
     caps: Caps = Field(default_factory=Caps)
     corpusSchemes: list[str] = Field(default_factory=lambda: ["builtin", "s3"])
     allowOpenAI: bool = True
+    agentEndpoints: AgentEndpointPolicy = Field(default_factory=AgentEndpointPolicy, description="where openai agents may connect")
 
     def may_clamp(self, name: str) -> bool:
         """Whether the mutating pass lowers budget ``name`` to its cap rather than rejecting it."""
@@ -120,6 +122,8 @@ def review(spec: Any, policy: Policy, old_spec: Any = None, clamp: bool = False)
             return Verdict(False, "artifacts", f"spec.artifacts.uri: {why}")
     if parsed.agent.type == "openai" and not policy.allowOpenAI:
         return Verdict(False, "agent", "spec.agent.type: openai agents are not allowed by this cluster's policy; use offline")
+    if parsed.agent.type == "openai" and (why := url_problem(parsed.agent.baseURL, policy.agentEndpoints)):
+        return Verdict(False, "agent", why)
 
     budget = parsed.budget.model_dump()
     warnings: list[str] = []

@@ -60,8 +60,9 @@ def test_corpus_a_job_cannot_read_is_rejected():
 
 def test_openai_agent_can_be_forbidden():
     agent = {"type": "openai", "baseURL": "http://127.0.0.1:9/v1", "model": "m"}
-    assert review({**BASE, "agent": agent}, Policy()).allowed
-    v = review({**BASE, "agent": agent}, Policy(allowOpenAI=False))
+    endpoints = {"agentEndpoints": {"cidrs": ["127.0.0.1/32"]}}  # the default policy allows no endpoint
+    assert review({**BASE, "agent": agent}, Policy.model_validate(endpoints)).allowed
+    v = review({**BASE, "agent": agent}, Policy.model_validate({**endpoints, "allowOpenAI": False}))
     assert not v.allowed and v.message.startswith("spec.agent.type")
     v = review({**BASE, "agent": {"type": "openai"}}, Policy())
     assert not v.allowed and "agent.baseURL and agent.model are required" in v.message
