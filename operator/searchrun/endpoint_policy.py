@@ -241,7 +241,7 @@ def address_problem(ip: Union[str, IPAddress], policy: AgentEndpointPolicy, fiel
     if what is None:
         return None
     if host and literal_ip(host) is None:
-        shown = f"host {host} resolves to {ip}, which"
+        shown = f"host {host} resolves to {ip}" + (f" ({real})" if real != ip else "") + ", which"
     else:
         written = host or str(ip)
         shown = f"host {written}" + (f" ({real})" if str(real) != written else "")
@@ -278,7 +278,7 @@ def url_problem(url: str, policy: AgentEndpointPolicy, field: str = "spec.agent.
 
 
 def connect_problem(host: str, port: int, policy: AgentEndpointPolicy, field: str = "agent.baseURL",
-                    resolve=socket.getaddrinfo) -> tuple[Optional[str], list[tuple]]:
+                    resolve=None) -> tuple[Optional[str], list[tuple]]:
     """(why the agent may not connect to ``host:port``, or None; the checked getaddrinfo
     entries to connect to). Every address the host resolves to must pass."""
     host = _normal_host(host)
@@ -286,7 +286,7 @@ def connect_problem(host: str, port: int, policy: AgentEndpointPolicy, field: st
     if not _allowed(None, host, port, None, policy):
         return f"{field}: host {host} (port {port}) is not allowed by {policy.where}", []
     try:
-        infos = resolve(str(ip) if ip is not None else host, port, type=socket.SOCK_STREAM)
+        infos = (resolve or socket.getaddrinfo)(str(ip) if ip is not None else host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as e:
         raise OSError(f"cannot resolve {host}: {getattr(e, 'strerror', None) or type(e).__name__}") from None
     for info in infos:
