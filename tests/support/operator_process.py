@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from .console import say
+from .runs import with_test_agent_endpoints
 from .s3server import S3Server, free_port
 
 WEBHOOK_CONFIG = "searchrun.dev"  # kopf's managed webhook configurations
@@ -24,7 +25,7 @@ class Operator:
     def __init__(self, cluster, s3: S3Server, config: dict, workdir: Path, namespaces: str, bucket: str = "searchrun"):
         self.cluster, self.s3, self.workdir = cluster, s3, workdir
         self.config_path = workdir / "operator.yaml"
-        self.config_path.write_text(yaml.safe_dump(config))
+        self.config_path.write_text(yaml.safe_dump(with_test_agent_endpoints(config, getattr(cluster, "host_ip", None))))
         self.namespaces, self.bucket = namespaces, bucket
         self.metrics_port = free_port("127.0.0.1")
         self.webhook_port = free_port("127.0.0.1")
