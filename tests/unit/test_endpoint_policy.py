@@ -255,3 +255,49 @@ def test_environment_proxies_are_not_used(sample, llm, monkeypatch):
     monkeypatch.setenv("HTTP_PROXY", "http://169.254.169.254:3128")
     agent = agent_for(llm.base_url, sample, local_policy())
     assert agent.detect_intent("What is BM25?", 500)[0] == "simple" and len(llm.requests) == 1
+
+
+def test_https_through_the_guard_checks_the_certificate_against_the_name(sample, monkeypatch, tmp_path):
+    """The socket goes to the checked address, and TLS still verifies the certificate for the
+    host name of the URL (here: a self-signed one for localhost, trusted through SSL_CERT_FILE)."""
+    import shutil
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from searchrun.executors.kube.tls import self_signed
+    from support.fake_openai import answer
+
+    cert, key = self_signed("localhost")
+    shutil.copy(cert, tmp_path / "cert.pem")
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            content = json.dumps(answer("\n".join(m["content"] for m in body["messages"])))
+            data = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}],
+                               "usage": {"total_tokens": 10}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "cert.pem"))
+        policy = AgentEndpointPolicy(allow=["localhost"], cidrs=["127.0.0.1/32", "::1/128"])
+        assert agent_for(f"https://localhost:{port}/v1", sample, policy).detect_intent("What is BM25?", 500)[0] == "simple"
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "no-such-ca.pem"))  # now untrusted: refused by TLS
+        with pytest.raises(Exception, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+            agent_for(f"https://localhost:{port}/v1", sample, policy)._post(b"{}")
+    finally:
+        server.shutdown()
+        server.server_close()
