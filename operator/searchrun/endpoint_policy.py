@@ -12,8 +12,9 @@ metadata service, the API server's ClusterIP, services on the node). Two checks,
   connects, so that DNS cannot point an allowed name somewhere else).
 
 Always refused unless a CIDR in ``cidrs`` contains the address: unspecified, loopback,
-link-local (169.254.0.0/16 with the metadata service, fe80::/10), multicast, reserved and
-broadcast, and the cluster's service and pod ranges. The default policy allows nothing.
+link-local (169.254.0.0/16 with the metadata service, fe80::/10), the metadata services'
+other addresses (fd00:ec2::254, 100.100.100.200), multicast, reserved and broadcast, and
+the cluster's service and pod ranges. The default policy allows nothing.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ WHERE = "the cluster's agent endpoint policy (policy.agentEndpoints)"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
+# cloud metadata services outside link-local: AWS over IPv6, Alibaba Cloud
+_METADATA = [ipaddress.ip_network("fd00:ec2::254/128"), ipaddress.ip_network("100.100.100.200/32")]
 _HOST_RE = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
 
 
@@ -230,6 +233,8 @@ def address_problem(ip: Union[str, IPAddress], policy: AgentEndpointPolicy, fiel
         what, hint = "loopback", "cidrs"
     elif real.is_link_local:
         what = "link-local"
+    elif any(real in net for net in _METADATA if net.version == real.version):
+        what = "a cloud metadata address"
     elif real.is_multicast:
         what = "multicast"
     elif (svc := _in_cidrs(real, policy.serviceCIDRs)):

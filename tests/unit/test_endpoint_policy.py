@@ -32,6 +32,8 @@ REFUSED = [
     ("http://[::ffff:169.254.169.254]/", "(169.254.169.254) is link-local"),             # IPv4-mapped IPv6
     ("http://[64:ff9b::a9fe:a9fe]/", "(169.254.169.254) is link-local"),                 # NAT64
     ("http://[fe80::1]/v1", "host fe80::1 is link-local"),
+    ("http://[fd00:ec2::254]/latest/meta-data", "host fd00:ec2::254 is a cloud metadata address"),  # AWS, IPv6
+    ("http://100.100.100.200/latest/meta-data", "host 100.100.100.200 is a cloud metadata address"),  # Alibaba
     ("http://[fe80::1%25eth0]/v1", "is link-local"),
     ("http://127.0.0.1:8000/v1", "host 127.0.0.1 is loopback"),
     ("http://0177.0.0.1/", "(127.0.0.1) is loopback"),
