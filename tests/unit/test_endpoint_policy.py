@@ -303,3 +303,12 @@ def test_https_through_the_guard_checks_the_certificate_against_the_name(sample,
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_make_agent_takes_the_policy_from_the_step_environment(sample):
+    from searchrun.agents import make_agent
+
+    spec = AgentSpec(type="openai", baseURL="http://127.0.0.1:8000/v1", model="m")
+    assert isinstance(make_agent(spec, sample, {}), OpenAICompatAgent)  # local: loopback is fine
+    with pytest.raises(AgentError, match="which allows no endpoint"):
+        make_agent(spec, sample, {POLICY_ENV: AgentEndpointPolicy().model_dump_json()})  # what a default operator passes

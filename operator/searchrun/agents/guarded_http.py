@@ -80,8 +80,16 @@ class _GuardedHTTPSHandler(urllib.request.HTTPSHandler):
         return self.do_open(functools.partial(_GuardedHTTPSConnection, policy=self._policy), req, context=self._context)
 
 
-def guarded_opener(policy: AgentEndpointPolicy, *handlers) -> urllib.request.OpenerDirector:
-    return urllib.request.build_opener(urllib.request.ProxyHandler({}), *handlers,
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Never follow redirects: that would forward the Authorization header to another URL."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: D401
+        return None
+
+
+def guarded_opener(policy: AgentEndpointPolicy) -> urllib.request.OpenerDirector:
+    """An opener that connects only where ``policy`` allows, uses no proxy and follows no redirect."""
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect,
                                        _GuardedHTTPHandler(policy), _GuardedHTTPSHandler(policy))
 
 

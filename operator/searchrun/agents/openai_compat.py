@@ -86,13 +86,6 @@ def first_json_object(text: str) -> Optional[dict]:
     return None
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """Never follow redirects: that would forward the Authorization header to another URL."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: D401
-        return None
-
-
 class _Retryable(Exception):
     def __init__(self, message: str, retry_after: Optional[float] = None):
         super().__init__(message)
@@ -145,7 +138,7 @@ class OpenAICompatAgent:
         self.backoff_seconds = backoff_seconds
         self.max_backoff_seconds = max_backoff_seconds
         self._sleep = sleep
-        self._opener = guarded_opener(self.policy, _NoRedirect)
+        self._opener = guarded_opener(self.policy)
         self._offline = OfflineAgent(corpus, self.threshold)
         self._index = index_for(corpus)
 
