@@ -310,5 +310,5 @@ def test_make_agent_takes_the_policy_from_the_step_environment(sample):
 
     spec = AgentSpec(type="openai", baseURL="http://127.0.0.1:8000/v1", model="m")
     assert isinstance(make_agent(spec, sample, {}), OpenAICompatAgent)  # local: loopback is fine
-    with pytest.raises(AgentError, match="which allows no endpoint"):
+    with pytest.raises(AgentError, match="host 127.0.0.1 is loopback, refused by the cluster's"):
         make_agent(spec, sample, {POLICY_ENV: AgentEndpointPolicy().model_dump_json()})  # what a default operator passes
