@@ -20,6 +20,7 @@ from .base import AgentError
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:+=/-]{1,64}$")
 
+
 class EndpointRefused(AgentError):
     """The endpoint policy refuses the address: not retried."""
 
