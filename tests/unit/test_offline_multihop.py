@@ -102,17 +102,31 @@ def test_two_hop_answer_needs_the_path(agent):
     assert "open:" in seed.note and "team" in seed.note.split("open:")[1]
     assert seed.proposals[0] == Proposal("identity-team", "owned_by", seed.proposals[0].reason)
     assert "team" in seed.proposals[0].reason
-    # alone, the team's document covers too little of the question
-    alone = agent.traverse(TEAM_Q, "identity-team", 3, 5000)
-    assert not alone.found
+    # on its own words (no document that ranks for the question links to it) the team's
+    # document covers too little of the question
+    unlinked = {**ORG, "mailer": {**ORG["mailer"], "relationships": {"depends_on": ["smtp-relay"]}},
+                "login-service": {**ORG["login-service"], "relationships": {}}}
+    alone = OfflineAgent(corpus(unlinked), 0.35).traverse(TEAM_Q, "identity-team", 3, 5000)
+    assert not alone.found and not alone.implied
     # with the path that led to it, it answers
     dec = agent.traverse(TEAM_Q, "identity-team", 3, 5000, child_path(agent, "mailer", seed, "identity-team"))
     assert dec.found and dec.score > alone.score and "path covered" in dec.reason
 
 
+def test_a_seed_is_judged_with_the_link_from_a_document_that_ranks_for_the_question(agent):
+    """A seed has no path, but the mailer (the best match) links to the team: judged as reached
+    from it, the team answers, and says which hop it assumed."""
+    dec = seed_step(agent, TEAM_Q, "identity-team")
+    assert dec.found and dec.implied == (Hop("mailer", "Mailer service", "owned_by"),)
+    assert "judged as reached from mailer via owned_by" in dec.reason
+
+
 def test_no_single_document_answers_the_two_hop_question(agent):
+    """Without a path (its own, or one implied by a link from a document that ranks for the
+    question), no document answers."""
     for doc in agent.corpus.ids():
-        assert not agent.traverse(TEAM_Q, doc, 3, 5000).found, doc
+        dec = agent.traverse(TEAM_Q, doc, 3, 5000)
+        assert not dec.found or dec.implied, doc
 
 
 def test_a_sibling_that_echoes_the_path_is_not_an_answer(agent):

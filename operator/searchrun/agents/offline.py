@@ -25,9 +25,9 @@ from __future__ import annotations
 from typing import Optional
 
 from ..corpus import Corpus
-from .base import DEFAULT_MAX_NOTE_CHARS, Hit, PathContext, Proposal, TraverseDecision, Usage, usage
+from .base import DEFAULT_MAX_NOTE_CHARS, Hit, Hop, PathContext, Proposal, TraverseDecision, Usage, usage
 from .bm25 import BM25Index, index_for, index_text  # noqa: F401  (re-exported)
-from .scoring import Question, View, analyse, judge, note_for, path_covered
+from .scoring import Question, View, analyse, judge, note_for, path_answered, path_covered
 from .text import (  # noqa: F401  (re-exported for the openai agent and tests)
     WORD_RE,
     clip,
@@ -45,6 +45,8 @@ from .intent import classify
 RELATED_SEED_WEIGHT = 0.3
 PEEK_WORDS = 15  # words of a child's content read to rank it (besides its title, type and link kind)
 RELATIVE_CUT = 0.6  # a simple-search hit scores at least this share of the best one
+IMPLIED_TOP = 10  # a seed may be judged as reached from a document this high in the seed ranking ...
+IMPLIED_READ = 2  # ... that links to it; at most this many such documents are read
 
 
 class OfflineAgent:
@@ -55,6 +57,17 @@ class OfflineAgent:
         self.threshold = float(threshold)
         self.cost_per_1k = float(cost_per_1k)
         self.index = index_for(corpus)
+        self._incoming: Optional[dict[str, list[tuple[str, str]]]] = None
+
+    def incoming(self, doc_id: str) -> list[tuple[str, str]]:
+        """(source, relationship kind) of every followable link into ``doc_id``, in corpus order."""
+        if self._incoming is None:
+            inc: dict[str, list[tuple[str, str]]] = {}
+            for src in self.corpus.documents:
+                for kind, dst in self.corpus.links(src):
+                    inc.setdefault(dst, []).append((src, kind))
+            self._incoming = inc
+        return self._incoming.get(doc_id, [])
 
     def _usage(self, n_words: int) -> Usage:
         return usage(estimate_tokens(n_words), self.cost_per_1k)
@@ -184,11 +197,18 @@ class OfflineAgent:
         view, n, content, truncated = self._view(doc_id, left, relation)
         left -= n
         read += n
-        j = judge(q, view, covered_by_path, self.threshold)
+        j = judge(q, view, covered_by_path, self.threshold, after_answer=path_answered(path))
         if covered_by_path and not j.found:
             alone = judge(q, view, (), self.threshold)  # an answer on its own, whatever the path says
             if alone.found:
                 j = alone
+        implied: tuple[Hop, ...] = ()
+        if (path is None or not path.hops) and j.score < 1.0:
+            ij, implied, peeked = self._implied_path(q, doc_id, content, left)
+            left -= peeked
+            read += peeked
+            if ij is not None and (not j.found or ij.score > j.score):
+                j, covered_by_path = ij, path_covered(q, PathContext(implied, implied[0].relation, ""))
         snip = snippet(content or doc.title, q.stems, self.index.idf)
         open_terms = [t for t in q.terms if t.stem not in j.covered]
         props, peeked = self._rank_children(q, doc_id, open_terms, 2 * k, left) if k > 0 else ([], 0)
@@ -203,6 +223,8 @@ class OfflineAgent:
         parts = [f"score {j.score:.2f} >= threshold {self.threshold:.2f}" if j.found else (j.why_not or "not an answer")]
         if j.matched:
             parts.append("matched " + ", ".join(f"{s} ({w})" for s, _, w in j.matched[:8]))
+        if implied:
+            parts.append(f"judged as reached from {implied[0].doc_id} via {implied[0].relation}")
         if covered_by_path:
             parts.append(f"path covered {len(covered_by_path)} of {len(q.terms)} terms")
         if truncated:
@@ -217,7 +239,39 @@ class OfflineAgent:
             self._usage(read),
             note=note,
             proposals=tuple(props),
+            implied=implied,
         )
+
+    def _implied_path(self, q: Question, doc_id: str, content: str, left: int):
+        """A seed has no path; but a document that ranks high for the question and links to it
+        is the path a traversal would have taken. (judgement as reached from the best such
+        document, or None; that hop; words read)."""
+        inc = self.incoming(doc_id)
+        if not inc or left <= 0:
+            return None, (), 0
+        rank = {d: i for i, (d, _) in enumerate(self._seed_ranking(q)[:IMPLIED_TOP])}
+        parents = sorted(((rank[s], s, k) for s, k in inc if s in rank and s != doc_id))[:IMPLIED_READ]
+        doc = self.corpus.documents[doc_id]
+        read = 0
+        best = None
+        for _, src, kind in parents:
+            pview, n, _, _ = self._view(src, left - read)
+            read += n
+            if read >= left:
+                break
+            pj = judge(q, pview, (), self.threshold)
+            if pj.score < self.threshold or not pj.covered:
+                continue  # a path from a document that is itself no match for the question is none
+            ptitle = self.corpus.documents[src].title
+            hop = Hop(src, ptitle, None)
+            ppath = PathContext((hop,), kind, note_for(q, pj.covered, ptitle, pj.found))
+            covered = path_covered(q, ppath)
+            j = judge(q, View(doc.title, doc.type, kind, content), covered, self.threshold, after_answer=pj.found)
+            if j.found and (best is None or j.score > best[0].score):
+                best = (j, (Hop(src, ptitle, kind),))
+        if best is None:
+            return None, (), read
+        return best[0], best[1], read
 
     def _rank_children(self, q: Question, doc_id: str, open_terms: list, limit: int, left: int) -> tuple[list[Proposal], int]:
         """Every child ranked by how well it can cover ``open_terms`` (all terms once nothing is

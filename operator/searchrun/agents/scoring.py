@@ -43,6 +43,8 @@ MIN_OWN_OPEN = 0.34
 STRONG = 0.6
 CONTENT_ONLY_SCORE = 0.75  # a document whose labels share nothing with a longer question answers on content this strong
 MAX_RELATED_PER_TERM = 24
+CLASS_MATCH = 0.75  # "which sponsor ...?" and a company reached by hosted_by: who, if not which
+OPENING_WORDS = 8  # a document's first words often say what it is ("A single machine with ...")
 
 WHO = "\x00who"  # the focus of a "who ..." question: a person, team, owner or organisation
 WHERE = "\x00where"  # the focus of a "where ..." question: a place
@@ -50,7 +52,15 @@ _WHO_TERMS = frozenset(
     terms_of(
         """team person people owner group squad engineer lead leader manager maintainer director head
         chief staff contractor company firm vendor supplier provider department organisation
-        organization agency operator"""
+        organization agency operator committee board council panel crew member contributor author
+        rotation rota role sponsor partner customer user client"""
+    )
+)
+# roles anyone may play (a person, a team, a company): "which sponsor ...?" is answered by any agent
+_WHO_ROLES = frozenset(
+    terms_of(
+        """owner lead leader manager maintainer director head chief operator contractor vendor supplier
+        provider sponsor partner customer user client author contributor member staff engineer"""
     )
 )
 _WHERE_TERMS = frozenset(terms_of("place location office site building address room venue campus depot hall region"))
@@ -134,6 +144,7 @@ class View:
         self.agent_link = len(kw) >= 2 and kw[-1] in _WHO_KIND_END and term(kw[-2]) not in _NOT_AGENTS
         self.place_link = bool(set(kw) & _WHERE_KINDS)
         toks = terms_of(content)
+        self.opening = set(toks[:OPENING_WORDS])
         self.counts = Counter(toks)
         self.n_words = len(toks) + len(self.title)
 
@@ -160,27 +171,49 @@ class View:
         return best, where
 
     def focus_strength(self, q: Question) -> float:
-        """How strongly the title, type or incoming link kind is what the question asks for."""
+        """How strongly this document is the kind of thing the question asks for. Its type (when
+        the corpus gives one) and title say what it is; the incoming link kind (``owned_by``) and
+        its opening words ("A single machine with ...") count for less."""
         if q.focus is None:
             return 1.0
         labels = self.title | self.type | self.kind
         if q.focus in (WHO, WHERE):
             labels = labels - set(q.stems)  # "who leads the department ...": not the department itself
-        if q.focus == WHO:
-            return 1.0 if labels & _WHO_TERMS or self.agent_link else 0.0
-        if q.focus == WHERE:
-            return 1.0 if labels & _WHERE_TERMS or self.place_link else 0.0
+            own = (self.title | self.type) - set(q.stems)
+            kinds, linked = (_WHO_TERMS, self.agent_link) if q.focus == WHO else (_WHERE_TERMS, self.place_link)
+            if own & kinds:
+                return 1.0
+            if linked or self.kind & kinds:
+                # the link says "by someone"; a typed document that is not a who/where is less sure
+                return SYNONYM_WEIGHT if self.type else 1.0
+            return SYNONYM_WEIGHT if (self.opening - set(q.stems)) & kinds else 0.0
         qt = next((t for t in q.terms if t.stem == q.focus), None)
         if q.focus in labels:
             return 1.0
         if qt is not None and labels & qt.related:
             return SYNONYM_WEIGHT
+        if q.focus in self.opening:
+            return SYNONYM_WEIGHT
+        if q.focus in _WHO_ROLES and ((self.title | self.type) & _WHO_TERMS or (self.agent_link and not self.type)):
+            return CLASS_MATCH  # the focus is a role, and this document is an agent that can play it
         return 0.0
+
+
+_ANSWERED = re.compile(r"\banswered by\b", re.I)
+
+
+def path_answered(path: Optional[PathContext]) -> bool:
+    """Did the parent say (in its note, before any "open:" marker) that it answered?"""
+    if path is None or not path.note:
+        return False
+    m = _OPEN_MARK.search(path.note)
+    return bool(_ANSWERED.search(path.note[: m.start()] if m else path.note))
 
 
 def path_covered(q: Question, path: Optional[PathContext]) -> set[str]:
     """Stems of the question the path already covered: the parent's note (the part before an
-    "open:" marker, if it has one) and the ancestors' titles and link kinds."""
+    "open:" marker, if it has one) and the ancestors' titles and the link kinds into them. The
+    link into the current document is its own evidence (``View.kind``), not the path's."""
     if path is None:
         return set()
     note = path.note or ""
@@ -190,7 +223,6 @@ def path_covered(q: Question, path: Optional[PathContext]) -> set[str]:
     for h in path.hops:
         seen.update(terms_of(h.title or ""))
         seen.update(t for t in map(term, kind_words(h.relation or "")) if t)
-    seen.update(t for t in map(term, kind_words(path.relation or "")) if t)
     out = set()
     for t in q.terms:
         if t.stem in seen or (t.related & seen):
@@ -207,7 +239,9 @@ class Judgement:
     why_not: str
 
 
-def judge(q: Question, view: View, path_terms: Iterable[str], threshold: float) -> Judgement:
+def judge(q: Question, view: View, path_terms: Iterable[str], threshold: float, after_answer: bool = False) -> Judgement:
+    """``after_answer``: the parent was itself an answer, so this document is one only if it
+    adds an open term in its own title, type or link (not the next thing along the path)."""
     if not q.terms:
         return Judgement(0.0, False, (), frozenset(), "the query has no content terms")
     path_terms = set(path_terms)
@@ -223,7 +257,7 @@ def judge(q: Question, view: View, path_terms: Iterable[str], threshold: float) 
         m, where = view.strength(t)
         if m > 0:
             matched.append((t.surface, round(m, 2), where))
-        if m >= 0.5:
+        if m >= 0.5 and not where.startswith("content ~"):  # a synonym in passing establishes nothing
             covered.add(t.stem)
         if t.stem in path_terms:
             total += max(m, PATH_CREDIT)
@@ -238,14 +272,16 @@ def judge(q: Question, view: View, path_terms: Iterable[str], threshold: float) 
     open_share = own_open / n_open if n_open else 0.0
     fs = view.focus_strength(q)
     # what the document itself gives: the kind of thing asked for (a person, a place), or open terms
-    gives_focus = q.focus in (WHO, WHERE) and fs >= 0.5
+    gives_focus = (q.focus in (WHO, WHERE) and fs >= 1.0) or fs == CLASS_MATCH
     why = ""
     if score < threshold or score <= 0:
         why = f"score {score:.2f} < threshold {threshold:.2f}"
     elif n_open == 0:
         why = "adds nothing the path had not covered"
-    elif fs < 0.5:
+    elif fs < (1.0 if q.focus in (WHO, WHERE) else 0.5):
         why = "its title, type and link are not what the question asks for"
+    elif after_answer and strong_hits == 0:
+        why = "the path already reached an answer, and this gives no open term strongly itself"
     elif not gives_focus and (strong_hits == 0 or open_share < MIN_OWN_OPEN):
         why = f"covers only {open_share:.0%} of what was still open"
     elif not path_terms and len(q.terms) >= 3 and own_hits < 2:
