@@ -37,6 +37,7 @@ B = 0.75
 REF_WORDS = 150
 IDEAL_TF = 2
 SYNONYM_WEIGHT = 0.5
+CONTENT_SYNONYM_WEIGHT = 0.3  # a related word in passing in the content is weaker evidence still
 KIND_WEIGHT = 0.8
 PATH_CREDIT = 0.9
 MIN_OWN_OPEN = 0.34
@@ -138,6 +139,8 @@ class View:
 
     def __init__(self, title: str, doc_type: str, relation: Optional[str], content: str):
         self.title = set(terms_of(title))
+        tws = terms_of(title)
+        self.head = {tws[-1]} if tws else set()  # English noun phrases end in what the thing is
         self.type = {t for t in map(term, kind_words(doc_type)) if t} if doc_type != "document" else set()
         kw = kind_words(relation or "")
         self.kind = {t for t in map(term, kw) if t}
@@ -165,7 +168,7 @@ class View:
             return best, where
         for r in t.ordered:
             m, w = self._exact(r)
-            m *= SYNONYM_WEIGHT
+            m *= CONTENT_SYNONYM_WEIGHT if w == "content" else SYNONYM_WEIGHT
             if m > best:
                 best, where = m, f"{w} ~{r}"
         return best, where
@@ -179,7 +182,7 @@ class View:
         labels = self.title | self.type | self.kind
         if q.focus in (WHO, WHERE):
             labels = labels - set(q.stems)  # "who leads the department ...": not the department itself
-            own = (self.title | self.type) - set(q.stems)
+            own = (self.head | self.type) - set(q.stems)  # "Council contact centre" is a centre
             kinds, linked = (_WHO_TERMS, self.agent_link) if q.focus == WHO else (_WHERE_TERMS, self.place_link)
             if own & kinds:
                 return 1.0
@@ -194,7 +197,7 @@ class View:
             return SYNONYM_WEIGHT
         if q.focus in self.opening:
             return SYNONYM_WEIGHT
-        if q.focus in _WHO_ROLES and ((self.title | self.type) & _WHO_TERMS or (self.agent_link and not self.type)):
+        if q.focus in _WHO_ROLES and ((self.head | self.type) & _WHO_TERMS or (self.agent_link and not self.type)):
             return CLASS_MATCH  # the focus is a role, and this document is an agent that can play it
         return 0.0
 
