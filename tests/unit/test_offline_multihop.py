@@ -264,3 +264,67 @@ def test_what_is_x_returns_the_one_document_about_x(agent):
 )
 def test_intent(query, intent):
     assert classify(query)[0] == intent
+
+
+# ---------------------------------------------------------------- bad corpora
+
+BIG = " ".join(["payments ledger reconciles invoices nightly"] * 40_000)[:1_000_000]  # ~1 MiB
+
+HOSTILE = {
+    "ledger": {
+        "title": "Ledger service",
+        "type": "service",
+        "content": BIG,
+        "relationships": {"zz_unheard_of_kind": ["finance-team"], "self": ["ledger"], "loops_to": ["cycle-a"],
+                          "points_at": ["no-such-doc"], "": ["untitled"]},
+    },
+    "finance-team": {"title": "Finance team", "type": "team", "content": "Owns the ledger. On call weekdays.",
+                     "relationships": {"owns": ["ledger"], "Ω-weird kind!": ["finance-team", "ghost"]}},
+    "cycle-a": {"title": "Cycle A", "content": "first of three", "relationships": {"next": ["cycle-b"]}},
+    "cycle-b": {"title": "Cycle B", "content": "second of three", "relationships": {"next": ["cycle-c"]}},
+    "cycle-c": {"title": "Cycle C", "content": "third of three", "relationships": {"next": ["cycle-a", "ledger"]}},
+    "untitled": {"title": "", "type": "", "content": "", "relationships": {"up": ["ledger"]}},
+}
+HOSTILE_Q = "Which team is on call for the service that reconciles the payments ledger?"
+
+
+@pytest.fixture(scope="module")
+def hostile() -> OfflineAgent:
+    return OfflineAgent(corpus(HOSTILE), 0.35)
+
+
+def test_unknown_kinds_cycles_self_and_dangling_links_do_not_crash(hostile):
+    """Every document, as a seed and as a child of every linking document: no crash, a bounded
+    note, no proposal of itself or of a missing document, tokens within the allowance."""
+    ids = hostile.corpus.ids()
+    for doc in ids:
+        paths = [PathContext()]
+        for src in ids:
+            for kind, dst in hostile.corpus.links(src):
+                if dst == doc:
+                    paths.append(PathContext((Hop(src, hostile.corpus.get(src).title),), kind, "established: x; open: y"))
+        for path in paths:
+            for allowance in (5, 400, 5000):
+                dec = hostile.traverse(HOSTILE_Q, doc, 2, allowance, path, max_note_chars=120)
+                assert len(dec.note) <= 120 and dec.usage.tokens <= allowance
+                assert all(p.doc_id != doc and p.doc_id in hostile.corpus for p in dec.proposals), (doc, dec.proposals)
+    seeds, _ = hostile.plan_seeds(HOSTILE_Q, 3, 5000)
+    assert seeds and len(set(seeds)) == len(seeds)
+    hits, _ = hostile.simple_search("What is the ledger?", 3, 5000)
+    assert [h.doc_id for h in hits][:1] == ["ledger"]
+
+
+def test_a_1mib_document_is_read_only_as_far_as_the_allowance_goes(hostile):
+    dec = hostile.traverse(HOSTILE_Q, "ledger", 2, 5000, PathContext())
+    assert dec.usage.tokens <= 5000 and "read the first" in dec.reason and len(dec.snippet) <= 300
+    # the team reached from the big ledger: the note the ledger wrote is bounded and the team answers
+    path = PathContext((Hop("ledger", "Ledger service"),), "zz_unheard_of_kind", dec.note)
+    team = hostile.traverse(HOSTILE_Q, "finance-team", 2, 5000, path)
+    assert len(dec.note) <= 400 and team.usage.tokens <= 5000
+
+
+def test_an_empty_title_is_handled(hostile):
+    for path in (PathContext(), PathContext((Hop("ledger", ""),), "", "")):
+        dec = hostile.traverse(HOSTILE_Q, "untitled", 2, 5000, path)
+        assert not dec.found and len(dec.note) <= 400
+    assert hostile.traverse("", "untitled", 2, 5000).found is False

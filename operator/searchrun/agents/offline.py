@@ -289,7 +289,7 @@ class OfflineAgent:
                 read += cost
                 view = View(c.title, c.type, kind, peek)
                 got = [(t, *view.strength(t)) for t in want]
-                score = sum(m for _, m, _ in got) / len(want)
+                score = sum(m for _, m, _ in got) / len(want) if want else 0.0
                 if q.focus is not None and view.focus_strength(q) >= 0.5:
                     score += 0.5
                 best = [f"{t.surface} ({w})" for t, m, w in sorted(got, key=lambda x: -x[1]) if m > 0][:3]
