@@ -290,8 +290,8 @@ class OfflineAgent:
                 view = View(c.title, c.type, kind, peek)
                 got = [(t, *view.strength(t)) for t in want]
                 score = sum(m for _, m, _ in got) / len(want) if want else 0.0
-                if q.focus is not None and view.focus_strength(q) >= 0.5:
-                    score += 0.5
+                if q.focus is not None:
+                    score += 0.5 * view.focus_strength(q)  # surely the kind of thing asked for: more
                 best = [f"{t.surface} ({w})" for t, m, w in sorted(got, key=lambda x: -x[1]) if m > 0][:3]
                 why = ("may cover " + ", ".join(best)) if best else "shares no open term; still a way on"
             scored.append((-round(score, 6), j, Proposal(child, kind, f"via {kind}: {why}")))
