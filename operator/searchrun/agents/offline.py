@@ -45,8 +45,8 @@ from .intent import classify
 RELATED_SEED_WEIGHT = 0.3
 PEEK_WORDS = 15  # words of a child's content read to rank it (besides its title, type and link kind)
 RELATIVE_CUT = 0.6  # a simple-search hit scores at least this share of the best one
-IMPLIED_TOP = 10  # a seed may be judged as reached from a document this high in the seed ranking ...
-IMPLIED_READ = 2  # ... that links to it; at most this many such documents are read
+IMPLIED_SCAN = 16  # a seed may be judged as reached from one of the first documents that link to it ...
+IMPLIED_READ = 2  # ... ranked by title and first words; at most this many are read in full
 
 
 class OfflineAgent:
@@ -243,18 +243,27 @@ class OfflineAgent:
         )
 
     def _implied_path(self, q: Question, doc_id: str, content: str, left: int):
-        """A seed has no path; but a document that ranks high for the question and links to it
-        is the path a traversal would have taken. (judgement as reached from the best such
+        """A seed has no path; but a document that links to it and is itself a match for the
+        question is the path a traversal would have taken. (judgement as reached from the best such
         document, or None; that hop; words read)."""
         inc = self.incoming(doc_id)
-        if not inc or left <= 0:
+        if not inc or left <= 0 or not q.terms:
             return None, (), 0
-        rank = {d: i for i, (d, _) in enumerate(self._seed_ranking(q)[:IMPLIED_TOP])}
-        parents = sorted(((rank[s], s, k) for s, k in inc if s in rank and s != doc_id))[:IMPLIED_READ]
-        doc = self.corpus.documents[doc_id]
         read = 0
+        peeked = []
+        for j, (src, kind) in enumerate(inc[:IMPLIED_SCAN]):  # rank them as children are ranked
+            c = self.corpus.documents[src]
+            peek = truncate_words(c.content, PEEK_WORDS)
+            cost = count_words(c.title) + count_words(peek)
+            if src == doc_id or read + cost > left:
+                continue
+            read += cost
+            view = View(c.title, c.type, None, peek)
+            peeked.append((-sum(view.strength(t)[0] for t in q.terms), j, src, kind))
+        parents = sorted(peeked)[:IMPLIED_READ]
+        doc = self.corpus.documents[doc_id]
         best = None
-        for _, src, kind in parents:
+        for _, _, src, kind in parents:
             pview, n, _, _ = self._view(src, left - read)
             read += n
             if read >= left:
