@@ -137,7 +137,9 @@ def saturation(tf: int, n_words: int) -> float:
 class View:
     """What the agent read of one document: its title, type, incoming link kind and content."""
 
-    def __init__(self, title: str, doc_type: str, relation: Optional[str], content: str):
+    def __init__(self, title: str, doc_type: str, relation: Optional[str], content: str,
+                 agent_types: frozenset = frozenset()):
+        self.agent_types = agent_types  # this corpus's document types that are people or groups
         self.title = set(terms_of(title))
         tws = terms_of(title)
         self.head = {tws[-1]} if tws else set()  # English noun phrases end in what the thing is
@@ -183,6 +185,8 @@ class View:
         if q.focus in (WHO, WHERE):
             labels = labels - set(q.stems)  # "who leads the department ...": not the department itself
             own = (self.head | self.type) - set(q.stems)  # "Council contact centre" is a centre
+            if q.focus == WHO and self.type & self.agent_types - set(q.stems):
+                return 1.0
             kinds, linked = (_WHO_TERMS, self.agent_link) if q.focus == WHO else (_WHERE_TERMS, self.place_link)
             if own & kinds:
                 return 1.0
@@ -197,7 +201,7 @@ class View:
             return SYNONYM_WEIGHT
         if q.focus in self.opening:
             return SYNONYM_WEIGHT
-        if q.focus in _WHO_ROLES and ((self.head | self.type) & _WHO_TERMS or (self.agent_link and not self.type)):
+        if q.focus in _WHO_ROLES and ((self.head | self.type) & (_WHO_TERMS | self.agent_types) or (self.agent_link and not self.type)):
             return CLASS_MATCH  # the focus is a role, and this document is an agent that can play it
         return 0.0
 
@@ -211,6 +215,25 @@ def path_answered(path: Optional[PathContext]) -> bool:
         return False
     m = _OPEN_MARK.search(path.note)
     return bool(_ANSWERED.search(path.note[: m.start()] if m else path.note))
+
+
+def agent_types(links) -> frozenset[str]:
+    """Stems of the document types that this corpus treats as people or groups: a type more
+    often the target of an agent link (``managed_by``, ``headed_by``) than the source of one
+    (things have owners and maintainers; the owners seldom do). ``links`` yields (source type,
+    kind, target type)."""
+    into: Counter = Counter()
+    out: Counter = Counter()
+    for src_type, kind, dst_type in links:
+        kw = kind_words(kind or "")
+        if len(kw) >= 2 and kw[-1] in _WHO_KIND_END and term(kw[-2]) not in _NOT_AGENTS:
+            into[dst_type] += 1
+            out[src_type] += 1
+    stems: set[str] = set()
+    for t, n in into.items():
+        if t and t != "document" and n > out.get(t, 0):
+            stems.update(x for x in map(term, kind_words(t)) if x)
+    return frozenset(stems)
 
 
 def path_covered(q: Question, path: Optional[PathContext]) -> set[str]:
