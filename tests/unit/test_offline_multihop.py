@@ -328,3 +328,14 @@ def test_an_empty_title_is_handled(hostile):
         dec = hostile.traverse(HOSTILE_Q, "untitled", 2, 5000, path)
         assert not dec.found and len(dec.note) <= 400
     assert hostile.traverse("", "untitled", 2, 5000).found is False
+
+
+def test_the_notes_own_labels_are_no_evidence():
+    """ "established" (a label of the note) is related to "build" in the lexicon: it must not
+    cover "building"."""
+    from searchrun.agents.scoring import analyse, path_covered
+
+    q = analyse("Which building is the unit with ventilators in?")
+    note = "established: unit, ventilators (Intensive care unit); answered by Intensive care unit; open: building"
+    covered = path_covered(q, PathContext((Hop("icu", "Intensive care unit"),), "located_in", note))
+    assert "unit" in covered and not any(s.startswith("build") for s in covered)

@@ -206,6 +206,7 @@ class View:
         return 0.0
 
 
+_NOTE_LABELS = re.compile(r"\b(?:established|answered\s+by)\b\s*:?", re.I)  # the note's own words (see note_for)
 _ANSWERED = re.compile(r"\banswered by\b", re.I)
 
 
@@ -244,7 +245,7 @@ def path_covered(q: Question, path: Optional[PathContext]) -> set[str]:
         return set()
     note = path.note or ""
     m = _OPEN_MARK.search(note)
-    established = note[: m.start()] if m else note
+    established = _NOTE_LABELS.sub(" ", note[: m.start()] if m else note)  # "established" is no evidence of "build"
     seen = set(terms_of(established))
     for h in path.hops:
         seen.update(terms_of(h.title or ""))
