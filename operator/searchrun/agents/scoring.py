@@ -292,8 +292,12 @@ def judge(q: Question, view: View, path_terms: Iterable[str], threshold: float, 
         n_open += 1
         own_open += m
         own_hits += m >= 0.3
-        strong_hits += m >= STRONG
-        labelled += m >= STRONG and not where.startswith("content")
+        # a related word in the title, type or link ("retention" for "kept") is as strong as an
+        # exact word in the content
+        label = bool(where) and not where.startswith("content")
+        strong = m >= STRONG or (label and m >= SYNONYM_WEIGHT)
+        strong_hits += strong
+        labelled += strong and label
         total += m
     score = round(min(1.0, total / len(q.terms)), 4)
     open_share = own_open / n_open if n_open else 0.0
