@@ -5,7 +5,9 @@
   ("..., and what limits it?") are deep. "how" or "and" alone decide nothing.
 * ``plan_seeds``: BM25 (:mod:`.bm25`) over the query's terms and, at a lower weight, their
   related words from the lexicon (:mod:`.lexicon`).
-* ``traverse``: judges the document together with the path that led to it (:mod:`.scoring`),
+* ``traverse``: judges the document together with the path that led to it (:mod:`.scoring`);
+  a seed, which has no path, is also judged as reached from one of the documents that link to
+  it and match the question themselves (``implied``; the step's evidence path starts there),
   writes a bounded note for its children (what is established, what is still open) and ranks
   every child by how well its title, type, link kind and first words cover what is still open.
   No child is dropped for sharing no word with the query.

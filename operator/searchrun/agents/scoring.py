@@ -14,11 +14,18 @@ terms the path already covered (the parent's note and the ancestors' titles and 
 count ``PATH_CREDIT`` each, the rest what this document gives. No corpus statistic enters it, so
 a score (and the threshold) means the same in a 12- and a 5,000-document corpus. A document
 answers when the score reaches the threshold and it contributes itself: it matches the focus
-in its title, type or incoming link kind (a "who" question is answered by a person, team or
-organisation, or the target of an ``..._by`` link), it covers at least ``MIN_OWN_OPEN`` of what
-was still open, a seed with at least two of a longer question's terms, and a document reached
-by a link through its title, type or link kind - so one incidental word, or an echo of the
-seed's subject, is never an answer.
+in its title, type or incoming link kind (a "who" question is answered by what its type or
+its title's head noun says is a person, team or organisation - or a type this corpus uses for
+them, see :func:`agent_types` - or by an untyped target of an ``..._by`` link), it covers at
+least ``MIN_OWN_OPEN`` of what was still open, a seed with at least two of a longer question's
+terms, and a document reached by a link through its title, type or link kind - so one
+incidental word, or an echo of the seed's subject, is never an answer. Past a document that
+answered, the next one must give an open term strongly itself (the path does not drift on to
+the answer's team or manager).
+
+The link into a document is its own evidence (``View.kind``), not the path's; related words
+met in passing in the content count ``CONTENT_SYNONYM_WEIGHT`` and establish nothing for the
+note.
 """
 
 from __future__ import annotations
