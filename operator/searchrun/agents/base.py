@@ -66,6 +66,9 @@ class TraverseDecision:
     usage: Usage = Usage()
     note: str = ""  # for this step's children: at most max_note_chars characters
     proposals: tuple[Proposal, ...] = ()  # ranked; ``next`` is their doc ids
+    # a seed judged as if reached from a document that links to it: that hop (the link kind is
+    # the one into this document); the step's evidence path starts there
+    implied: tuple[Hop, ...] = ()
 
 
 class AgentError(RuntimeError):

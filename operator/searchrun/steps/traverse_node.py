@@ -81,7 +81,9 @@ class TraverseNode(StepKind):
             proposals = [_Plain(c) for c in d.next if corpus.get(c) is not None][: 2 * k]
         title = corpus.get(doc).title
         evidence = [{"doc": h.doc_id, "title": h.title, "via": h.relation or ""} for h in hops]
-        evidence.append({"doc": doc, "title": title, "via": path.relation or ""})
+        implied = () if hops else tuple(getattr(d, "implied", ()) or ())  # a seed judged as reached by a link
+        evidence += [{"doc": h.doc_id, "title": h.title, "via": ""} for h in implied]
+        evidence.append({"doc": doc, "title": title, "via": path.relation or (implied[-1].relation if implied else "") or ""})
         uri = io.put_output({**io.base, "doc": doc, "title": title, "found": d.found,
                              "score": round(d.score, 4), "snippet": d.snippet, "reason": d.reason, "note": d.note,
                              "path": evidence, "next": [p.doc_id for p in proposals],
