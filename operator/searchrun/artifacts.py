@@ -390,6 +390,18 @@ def shared_s3_client():
         return _shared_client
 
 
+def _forget_shared_client() -> None:
+    """A forked child (a warm local step) opens its own client: a boto3 client, its sockets and
+    this lock are never shared across processes."""
+    global _shared_client, _shared_client_key, _shared_client_lock
+    _shared_client = _shared_client_key = None
+    _shared_client_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_shared_client)
+
+
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
 

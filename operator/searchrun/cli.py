@@ -21,6 +21,9 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="with --resume: raise a budget, e.g. --budget maxSteps=60 (repeatable)")
     run.add_argument("--store", help="artifact store URI (file:///dir or s3://bucket/prefix); default ./searchrun-runs")
     run.add_argument("--quiet", action="store_true", help="print only the outcome")
+    run.add_argument("--isolation", choices=("fork", "process"), default=None,
+                     help="fork: each step forked from a warm worker that has the code and corpus loaded "
+                          "(default on Linux); process: a fresh interpreter per step (slower, for parity checks)")
 
     sub.add_parser("step", help="run one step (the entrypoint of a step Job)", add_help=False)
 
@@ -64,6 +67,10 @@ def main(argv=None) -> int:
         from .steps.logcopy import run_with_log_copy
 
         return run_with_log_copy(step_main, argv[1:])
+    if argv and argv[0] == "step-worker":  # the local executor's warm step worker (executors.local_workers)
+        from .executors.local_workers import main as worker_main
+
+        return worker_main(argv[1:])
     if argv and argv[0] == "operator":
         from .executors.kube.main import main as operator_main
 
@@ -76,10 +83,11 @@ def main(argv=None) -> int:
         if args.resume:
             if args.manifest:
                 ap.error("run: give a manifest or --resume RUN, not both")
-            return resume_run(args.resume, store=args.store, budget=args.budget, quiet=args.quiet)
+            return resume_run(args.resume, store=args.store, budget=args.budget, quiet=args.quiet,
+                              isolation=args.isolation)
         if not args.manifest or args.budget:
             ap.error("run: a manifest is required (--budget goes with --resume)")
-        return run_manifest(args.manifest, store=args.store, quiet=args.quiet)
+        return run_manifest(args.manifest, store=args.store, quiet=args.quiet, isolation=args.isolation)
     if args.command in ("get", "logs", "rerun-step"):
         from . import cli_debug
 

@@ -86,7 +86,8 @@ def print_outcome(say, run: SearchRun, res: LocalRunResult, store: ArtifactStore
     say(f"  lineage: {_local_path(res.lineage_uri)}")
 
 
-def run_manifest(path: str, store: Optional[str] = None, out: Optional[TextIO] = None, quiet: bool = False) -> int:
+def run_manifest(path: str, store: Optional[str] = None, out: Optional[TextIO] = None, quiet: bool = False,
+                 isolation: Optional[str] = None) -> int:
     """``searchrun run FILE``: 0 when the run succeeds, 1 when it fails, 2 for bad input."""
     try:
         run = load_manifest(path)
@@ -98,7 +99,7 @@ def run_manifest(path: str, store: Optional[str] = None, out: Optional[TextIO] =
     store_uri = store or run.spec.artifacts.uri or f"file://{Path.cwd() / DEFAULT_STORE_DIR}"
     printer = ProgressPrinter(out or sys.stdout, quiet=quiet)
     try:
-        ex = LocalExecutor(run, store_uri, corpus_uri, progress=printer)
+        ex = LocalExecutor(run, store_uri, corpus_uri, progress=printer, isolation=isolation)
     except ValueError as e:
         print(f"error: --store: {e}", file=sys.stderr)
         return 2

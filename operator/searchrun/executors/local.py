@@ -1,7 +1,9 @@
 """The local executor: a SearchRun on this machine, no cluster.
 
-Each step is a subprocess of the same ``searchrun step`` entrypoint a Job runs,
-at most ``maxParallel`` at once; artifacts go to a local folder (or ``s3://``).
+Each step is a process running the same entrypoint a Job runs, at most ``maxParallel``
+at once; artifacts go to a local folder (or ``s3://``). Isolation ``fork`` (the default on
+Linux) forks each step from a warm worker that has the step code and the corpus loaded
+(``local_workers``); ``process`` starts a fresh ``searchrun step`` for each (cold, slower).
 A step is observed as a Job is: by its committed ``result.json`` in the store
 (``executors.base``). What happens is told to a ``Progress``; the CLI prints it.
 """
@@ -27,16 +29,23 @@ from ..engine import Decision, Event, Observation, StartStep, reconcile
 from ..steps import EXIT_PERMANENT, STEP_ENV
 from ..cache import LOCAL_NAMESPACE, make_cache
 from .base import Recall, committed_observation, lineage_document, lineage_needed, put_lineage, read_committed, step_context
+from .local_workers import WorkerPool, memory_bytes
 
 DEFAULT_STORE_DIR = "searchrun-runs"
 # ``searchrun step`` (steps.main) ends its stderr with this line when the step fails.
 STEP_FAILED_PREFIX = "step failed: "
+ISOLATIONS = ("fork", "process")
+
+
+def default_isolation() -> str:
+    """Warm forked steps where fork is safe and cheap (Linux); else a fresh process per step."""
+    return "fork" if sys.platform.startswith("linux") and hasattr(os, "fork") else "process"
 
 
 @dataclass
 class _Proc:
     action: StartStep
-    popen: subprocess.Popen
+    popen: subprocess.Popen  # or a local_workers.ForkedStep, which behaves as one
     started: float
     deadline: float
 
@@ -50,6 +59,8 @@ class LocalRunResult:
     lineage_uri: str
     wall_seconds: float
     step_seconds: dict[str, float] = field(default_factory=dict)
+    isolation: str = "process"
+    corpus_loads: Optional[int] = None  # by the step workers (fork); None when each step loads its own
 
 
 def _now() -> datetime:
@@ -107,7 +118,11 @@ class Progress:
 class LocalExecutor:
     def __init__(self, run: SearchRun, store_uri: str, corpus_uri: str, progress: Optional[Progress] = None,
                  clock: Callable[[], datetime] = _now, step_command: Optional[list[str]] = None,
-                 run_uid: Optional[str] = None, status=None):
+                 run_uid: Optional[str] = None, status=None,
+                 isolation: Optional[str] = None, worker_command: Optional[list[str]] = None):
+        isolation = isolation or default_isolation()
+        if isolation not in ISOLATIONS:
+            raise ValueError(f"isolation must be one of {', '.join(ISOLATIONS)} (got {isolation!r})")
         self.run = run
         self.spec = run.spec.model_copy(update={"corpus": run.spec.corpus.model_copy(update={"uri": corpus_uri})})
         self.name = run.metadata.name
@@ -126,8 +141,11 @@ class LocalExecutor:
         self.step_seconds: dict[str, float] = {}
         self.recall = Recall([make_cache(self.store, self.spec, LOCAL_NAMESPACE, self.uid, lambda: load_corpus(corpus_uri, self.spec.corpus.format, read_uri=read_uri))])
         self.recalled: dict[str, Observation] = {}  # steps answered without a process
+        self.isolation = isolation
+        self.workers = WorkerPool(corpus_uri, run.spec.corpus.format, worker_command) if isolation == "fork" else None
+        self.step_memory = memory_bytes(run.spec.steps.resources.limits.memory)
 
-    # -- steps as subprocesses
+    # -- steps as processes
 
     def _launch(self, a: StartStep) -> None:
         hit = self.recall.lookup(a)
@@ -136,13 +154,17 @@ class LocalExecutor:
             self.done_q.put(a.step_id)
             return self.progress.step_reused(a, hit)
         ctx = step_context(self.spec, self.uid, self.name, self.store_uri, a, corpus_uri=self.corpus_uri)
-        env = dict(os.environ)
-        env[STEP_ENV] = ctx.to_json()
-        popen = subprocess.Popen(self.step_command, env=env,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         now = time.monotonic()
-        self.procs[a.step_id] = _Proc(a, popen, now, now + a.timeout_seconds)
-        threading.Thread(target=self._wait, args=(a.step_id, popen), daemon=True).start()
+        if self.workers is not None:
+            popen = self.workers.start(ctx.to_json(), self.step_memory, on_exit=lambda: self.done_q.put(a.step_id))
+            self.procs[a.step_id] = _Proc(a, popen, now, now + a.timeout_seconds)
+        else:
+            env = dict(os.environ)
+            env[STEP_ENV] = ctx.to_json()
+            popen = subprocess.Popen(self.step_command, env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            self.procs[a.step_id] = _Proc(a, popen, now, now + a.timeout_seconds)
+            threading.Thread(target=self._wait, args=(a.step_id, popen), daemon=True).start()
         self.progress.step_started(a)
 
     def _wait(self, step_id: str, popen: subprocess.Popen) -> None:
@@ -217,6 +239,8 @@ class LocalExecutor:
         self.progress.run_started(self.name, self.uid, self.store_uri)
         status = self.initial_status
         obs: dict[str, Observation] = {}
+        if self.workers is not None:
+            self.workers.open()  # it imports and loads the corpus while the engine plans
         try:
             while True:
                 d = reconcile(self.spec, status, obs, self.clock(), self.uid)
@@ -236,9 +260,12 @@ class LocalExecutor:
         finally:
             for p in self.procs.values():
                 p.popen.kill()
+            if self.workers is not None:
+                self.workers.close()
         lineage_uri = self.write_lineage(status)
         return LocalRunResult(
             phase=status.phase, run_uid=self.uid, status=status.model_dump(mode="json", exclude_none=True),
             report_uri=status.reportURI, lineage_uri=lineage_uri, wall_seconds=time.monotonic() - t0,
-            step_seconds=self.step_seconds,
+            step_seconds=self.step_seconds, isolation=self.isolation,
+            corpus_loads=self.workers.corpus_loads if self.workers is not None else None,
         )

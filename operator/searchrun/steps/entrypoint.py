@@ -15,7 +15,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from ..artifacts import ArtifactNotFound, open_store, result_key
 from ..engine.types import StepResult
@@ -81,16 +81,22 @@ def main(argv: list[str]) -> int:
     default_result = "/dev/termination-log" if Path("/dev/termination-log").exists() else None
     ap.add_argument("--result-file", default=default_result, help="where to write the small result for the engine")
     args = ap.parse_args(argv)
+    return execute(os.environ.get(STEP_ENV), args.result_file)
+
+
+def execute(text: Optional[str], result_file: Optional[str] = None,
+            make_io: Callable[[StepContext], StepIO] = StepIO) -> int:
+    """Run the step whose context is ``text`` (the JSON of $SEARCHRUN_STEP) and commit its result;
+    the exit code. ``main`` and the warm local workers (``executors.local_workers``) both call it."""
     t0 = time.monotonic()
     try:
-        text = os.environ.get(STEP_ENV)
         if not text:
             raise StepError(f"{STEP_ENV} is not set: this command is run by the executors, not by hand")
         ctx = StepContext.from_json(text)
-        io = StepIO(ctx)
+        io = make_io(ctx)
         done, corrupt = _committed_result(io.store, ctx)
         if done is not None:  # an earlier pod of this Job finished the step and died before exiting
-            _write_result(args.result_file, done)
+            _write_result(result_file, done)
             print(json.dumps(done, separators=(",", ":")))
             return 0
         forced = os.environ.get("SEARCHRUN_FAIL_STEPS", "")
@@ -102,11 +108,11 @@ def main(argv: list[str]) -> int:
         # result.json is the step's commit: the operator reads nothing else. A step that cannot
         # store it has not finished; it fails (and is retried) rather than exit 0 without it.
         io.store.put_json(_result_key(ctx), payload, overwrite=corrupt)
-        _write_result(args.result_file, payload)
+        _write_result(result_file, payload)
         print(json.dumps(payload, separators=(",", ":")))
         return 0
     except Exception as e:  # one line for the user; the engine records it
         msg = f"{type(e).__name__}: {e}"[:1000]
         print(f"step failed: {msg}", file=sys.stderr)
-        _write_result(args.result_file, {"error": msg})
+        _write_result(result_file, {"error": msg})
         return EXIT_PERMANENT if _is_permanent(e) else 1

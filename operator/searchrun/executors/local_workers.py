@@ -1,0 +1,346 @@
+"""Warm local steps: a fork server that has imported the step code and loaded the corpus once.
+
+A fresh interpreter per step costs about 0.3 s (start, imports, corpus load, index build). The
+worker (``searchrun step-worker``, one process per run) pays that once; for each step it forks a
+child that runs the same entrypoint logic as ``searchrun step`` (``steps.entrypoint.execute``) and
+exits with its exit code. Each step is still its own process: a crash, a kill at the timeout or a
+memory blow-up (an address-space limit of ``spec.steps.resources.limits.memory`` beyond the
+worker's) ends that child only. The corpus and its index are shared copy-on-write; the store (and
+any S3 client, ``artifacts._forget_shared_client``) is opened by each child itself.
+
+The executor talks to the worker over its stdin/stdout, one JSON object a line:
+``{"op": "start", "key", "ctx", "stderr", "memory"}`` and ``{"op": "kill", "key"}`` in;
+``{"ev": "ready", "pid", "corpusLoads", "docs", "seconds"}`` and ``{"ev": "exited", "key", "code"}``
+out (``code`` as ``Popen.returncode``: negative for a signal). A child's stdout goes to /dev/null
+and its stderr to a file, as a cold step's does to a pipe.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+WORKER_COMMAND = [sys.executable, "-m", "searchrun", "step-worker"]
+_UNITS = {"": 1, "K": 1000, "M": 1000**2, "G": 1000**3, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3}
+
+
+def memory_bytes(quantity: Optional[str]) -> int:
+    """``256Mi`` → bytes (0 when unset): the Kubernetes quantities ``api.ResourceList`` accepts."""
+    m = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|K|M|G)?", quantity or "")
+    return int(float(m.group(1)) * _UNITS[m.group(2) or ""]) if m else 0
+
+
+# ----------------------------------------------------------------- the worker (its own process)
+
+
+class _Worker:
+    def __init__(self, corpus_uri: str, corpus_format: str):
+        from ..agents.bm25 import index_for
+        from ..artifacts import read_uri
+        from ..corpus import load_corpus
+        from ..steps import entrypoint
+        from ..steps.io import StepIO
+
+        self.execute = entrypoint.execute
+        t0 = time.monotonic()
+        self.corpus, self.loads, self.key = None, 0, (corpus_uri, corpus_format)
+        try:
+            self.corpus = load_corpus(corpus_uri, corpus_format, base_dir=Path.cwd(), read_uri=read_uri)
+            self.loads = 1
+            index_for(self.corpus)  # the offline agent's BM25 index, built once and shared too
+        except Exception as e:  # each step then loads it itself, and fails as a cold step does
+            print(f"searchrun step-worker: corpus {corpus_uri} not preloaded: {e}", file=sys.stderr, flush=True)
+        self.seconds = time.monotonic() - t0
+        worker = self
+
+        class WarmStepIO(StepIO):
+            @property
+            def corpus(self):
+                """The worker's corpus when the step names it, else the step's own load."""
+                c = self.ctx.corpus
+                if worker.corpus is not None and (c.uri, getattr(c.format, "value", c.format)) == worker.key:
+                    return worker.corpus
+                return super().corpus
+
+        self.make_io = WarmStepIO
+        self.children: dict[int, tuple[str, int]] = {}  # exit pipe's read end → (key, pid)
+        self.by_key: dict[str, int] = {}  # key → pid, while not reaped
+        self.pid = os.getpid()
+
+    def _fork(self, cmd: dict, proto: tuple[int, int], sel: selectors.BaseSelector) -> None:
+        r, w = os.pipe()  # the child holds w; its end (exit, crash or kill) makes r readable
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            self._child(cmd, [*proto, *self.children])  # never returns
+        os.close(w)
+        self.children[r] = (cmd["key"], pid)
+        self.by_key[cmd["key"]] = pid
+        sel.register(r, selectors.EVENT_READ)
+
+    def _child(self, cmd: dict, inherited: list[int]) -> None:
+        code = 1
+        try:
+            for fd in inherited:
+                os.close(fd)
+            fd = os.open(cmd["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.dup2(fd, 2)
+            os.close(fd)
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a cold step
+            _die_with_parent(self.pid)
+            _limit_memory(int(cmd.get("memory") or 0))
+            os.environ["SEARCHRUN_STEP"] = cmd["ctx"]  # what a cold step sees
+            code = self.execute(cmd["ctx"], None, self.make_io)
+        except BaseException as e:  # noqa: BLE001 - the child must never return into the worker's loop
+            try:
+                print(f"step failed: {type(e).__name__}: {e}"[:1000], file=sys.stderr)
+            except BaseException:  # noqa: BLE001
+                pass
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
+
+    def _reap(self, r: int, sel: selectors.BaseSelector, out: int) -> None:
+        sel.unregister(r)
+        os.close(r)
+        key, pid = self.children.pop(r)
+        self.by_key.pop(key, None)
+        _, status = os.waitpid(pid, 0)
+        _send(out, {"ev": "exited", "key": key, "code": _returncode(status)})
+
+    def serve(self, proto_in: int, proto_out: int) -> int:
+        _send(proto_out, {"ev": "ready", "pid": os.getpid(), "corpusLoads": self.loads,
+                          "docs": len(self.corpus) if self.corpus is not None else 0, "seconds": round(self.seconds, 4)})
+        import gc
+
+        gc.freeze()  # the preloaded objects stay out of the children's collections (fewer copied pages)
+        sel = selectors.DefaultSelector()
+        sel.register(proto_in, selectors.EVENT_READ)
+        buf = b""
+        while True:
+            for key, _ in sel.select():
+                fd = key.fd
+                if fd != proto_in:
+                    self._reap(fd, sel, proto_out)
+                    continue
+                data = os.read(proto_in, 65536)
+                if not data:  # the executor is gone or done: so are its steps
+                    for pid in self.by_key.values():
+                        _kill(pid)
+                    for r in list(self.children):
+                        try:
+                            self._reap(r, sel, proto_out)
+                        except OSError:  # nobody reads any more
+                            pass
+                    return 0
+                buf += data
+                *lines, buf = buf.split(b"\n")
+                for line in lines:
+                    cmd = json.loads(line)
+                    if cmd["op"] == "start":
+                        self._fork(cmd, (proto_in, proto_out), sel)
+                    elif cmd["op"] == "kill" and cmd["key"] in self.by_key:
+                        _kill(self.by_key[cmd["key"]])  # not yet reaped, so the pid is still this child's
+
+
+def _send(fd: int, obj: dict) -> None:
+    data = (json.dumps(obj, separators=(",", ":")) + "\n").encode()
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _returncode(status: int) -> int:
+    return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _die_with_parent(parent: int) -> None:
+    """A step never outlives its worker (Linux: PR_SET_PDEATHSIG)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the worker died before the line above
+        os._exit(1)
+
+
+def _limit_memory(limit: int) -> None:
+    """The step may grow its address space by ``limit`` bytes beyond what it shares with the worker;
+    past that an allocation fails (MemoryError: the step fails and is retried, the worker lives on)."""
+    if limit <= 0:
+        return
+    import resource
+
+    with open("/proc/self/statm") as f:
+        size = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    want = size + limit
+    if hard != resource.RLIM_INFINITY:
+        want = min(want, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (want, hard))
+
+
+def main(argv: list[str]) -> int:
+    """``searchrun step-worker CORPUS_URI [FORMAT]``: run by the local executor, not by hand."""
+    if not argv or len(argv) > 2:
+        print("usage: searchrun step-worker CORPUS_URI [FORMAT] (run by the local executor)", file=sys.stderr)
+        return 2
+    # The protocol keeps its own descriptors; 0 and 1 (which children inherit) point at /dev/null.
+    proto_in, proto_out = os.dup(0), os.dup(1)
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    os.close(null)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the executor's to handle; EOF ends us
+    return _Worker(argv[0], argv[1] if len(argv) > 1 else "json").serve(proto_in, proto_out)
+
+
+# ----------------------------------------------------------------- the executor's side
+
+
+class ForkedStep:
+    """A warm step as the executor sees it: the part of ``subprocess.Popen`` it uses."""
+
+    def __init__(self, pool: "WorkerPool", key: str, stderr_path: str, on_exit: Callable[[], None]):
+        self.pool, self.key, self.stderr_path, self.on_exit = pool, key, stderr_path, on_exit
+        self.returncode: Optional[int] = None
+        self.stderr = None
+        self.worker: Optional[subprocess.Popen] = None  # the worker process that forked it
+        self._done = threading.Event()
+
+    def _exited(self, code: int, note: str = "") -> None:
+        if note:
+            with open(self.stderr_path, "a") as f:
+                f.write(note + "\n")
+        self.returncode = code
+        try:
+            self.stderr = open(self.stderr_path)
+        except FileNotFoundError:  # the worker died before it forked this step
+            import io
+
+            self.stderr = io.StringIO(note)
+        self._done.set()
+        self.on_exit()
+
+    def poll(self) -> Optional[int]:
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            self.pool.kill(self.key)
+
+    def wait(self, timeout: Optional[float] = None) -> Optional[int]:
+        self._done.wait(timeout)
+        return self.returncode
+
+
+class WorkerPool:
+    """The executor's handle on its step worker: started at the first step (or by ``open``), started
+    again if it dies (its running steps fail, and are retried as any failed step is)."""
+
+    def __init__(self, corpus_uri: str, corpus_format: str = "json", command: Optional[list[str]] = None):
+        self.args = [corpus_uri, getattr(corpus_format, "value", corpus_format) or "json"]
+        self.command = list(command or WORKER_COMMAND)
+        self.tmp: Optional[Path] = None  # the step logs, made when the first worker starts
+        self.lock = threading.Lock()
+        self.proc: Optional[subprocess.Popen] = None
+        self.steps: dict[str, ForkedStep] = {}
+        self.ready: list[dict] = []  # one "ready" event per worker started: its pid and corpusLoads
+        self.n = 0
+
+    @property
+    def corpus_loads(self) -> int:
+        return sum(r.get("corpusLoads", 0) for r in self.ready)
+
+    def open(self) -> None:
+        with self.lock:
+            self._ensure()
+
+    def _ensure(self) -> subprocess.Popen:
+        if self.proc is None or self.proc.poll() is not None:
+            if self.tmp is None:
+                self.tmp = Path(tempfile.mkdtemp(prefix="searchrun-steps-"))
+            log = open(self.tmp / f"worker-{len(self.ready)}.log", "ab")
+            self.proc = subprocess.Popen(self.command + self.args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=log, bufsize=0)
+            log.close()
+            threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
+        return self.proc
+
+    def start(self, ctx_json: str, memory: int, on_exit: Callable[[], None]) -> ForkedStep:
+        with self.lock:
+            self.n += 1
+            key = str(self.n)
+            proc = self._ensure()
+            step = ForkedStep(self, key, str(self.tmp / f"step-{key}.stderr"), on_exit)
+            self.steps[key] = step
+            step.worker = proc
+            self._write(proc, {"op": "start", "key": key, "ctx": ctx_json, "stderr": step.stderr_path, "memory": memory})
+        return step
+
+    def kill(self, key: str) -> None:
+        with self.lock:
+            if self.proc is not None:
+                self._write(self.proc, {"op": "kill", "key": key})
+
+    def _write(self, proc: subprocess.Popen, cmd: dict) -> None:
+        try:
+            proc.stdin.write((json.dumps(cmd, separators=(",", ":")) + "\n").encode())
+        except (BrokenPipeError, OSError):
+            pass  # the worker is gone: _read fails its steps
+
+    def _read(self, proc: subprocess.Popen) -> None:
+        for line in proc.stdout:
+            ev = json.loads(line)
+            if ev["ev"] == "ready":
+                self.ready.append(ev)
+            elif ev["ev"] == "exited":
+                with self.lock:
+                    step = self.steps.pop(ev["key"], None)
+                if step is not None:
+                    step._exited(int(ev["code"]))
+        code = proc.wait()
+        with self.lock:
+            lost = [k for k, s in self.steps.items() if s.worker is proc]
+            orphans = [self.steps.pop(k) for k in lost]
+        for step in orphans:
+            step._exited(-9, f"the step worker (pid {proc.pid}) exited with code {code}")
+
+    def close(self) -> None:
+        """End the worker (it kills the steps still running) and remove the step logs."""
+        with self.lock:
+            proc, self.proc = self.proc, None
+        if proc is not None:
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
