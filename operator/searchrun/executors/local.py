@@ -120,7 +120,8 @@ class LocalExecutor:
                  clock: Callable[[], datetime] = _now, step_command: Optional[list[str]] = None,
                  run_uid: Optional[str] = None, status=None,
                  isolation: Optional[str] = None, worker_command: Optional[list[str]] = None):
-        isolation = isolation or default_isolation()
+        # A step command of one's own is a process per step (it is what runs each step).
+        isolation = isolation or ("process" if step_command else default_isolation())
         if isolation not in ISOLATIONS:
             raise ValueError(f"isolation must be one of {', '.join(ISOLATIONS)} (got {isolation!r})")
         self.run = run
