@@ -143,7 +143,8 @@ class LocalExecutor:
         self.recall = Recall([make_cache(self.store, self.spec, LOCAL_NAMESPACE, self.uid, lambda: load_corpus(corpus_uri, self.spec.corpus.format, read_uri=read_uri))])
         self.recalled: dict[str, Observation] = {}  # steps answered without a process
         self.isolation = isolation
-        self.workers = WorkerPool(corpus_uri, run.spec.corpus.format, worker_command) if isolation == "fork" else None
+        self.workers = (WorkerPool(corpus_uri, run.spec.corpus.format, worker_command, query=run.spec.query)
+                        if isolation == "fork" else None)
         self.step_memory = memory_bytes(run.spec.steps.resources.limits.memory)
 
     # -- steps as processes
