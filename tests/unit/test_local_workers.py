@@ -12,7 +12,7 @@ import yaml
 
 from searchrun.api import SearchRun
 from searchrun.executors.local import LocalExecutor, Progress, resolve_corpus_uri
-from searchrun.executors.local_workers import memory_bytes
+from searchrun.executors.local_pool import memory_bytes
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = yaml.safe_load((REPO / "examples" / "searchrun.yaml").read_text())
@@ -165,3 +165,29 @@ def test_memory_quantities():
     assert memory_bytes("1G") == 10**9
     assert memory_bytes("1.5Gi") == 3 << 29
     assert memory_bytes(None) == 0
+
+
+def test_a_worker_forked_from_the_executor_loads_the_corpus_once(tmp_path, monkeypatch):
+    """No worker command of one's own: the worker is forked from this process (which has done the
+    imports), so a load counted here is counted in the worker and its children too."""
+    import searchrun.corpus
+    import searchrun.steps.io
+
+    loads = tmp_path / "loads"
+    real = searchrun.corpus.load_corpus
+
+    def counting_load(*a, **kw):
+        with open(loads, "a") as f:
+            f.write("load\n")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(searchrun.corpus, "load_corpus", counting_load)
+    monkeypatch.setattr(searchrun.steps.io, "load_corpus", counting_load)
+    spec = dict(EXAMPLE["spec"])
+    spec.pop("artifacts", None)
+    run = SearchRun.model_validate({"metadata": {"name": "forked"}, "spec": spec})
+    ex = LocalExecutor(run, f"file://{tmp_path / 'store'}", "builtin:sample", isolation="fork")
+    res = ex.execute()
+    assert res.phase == "Succeeded" and len(res.status["steps"]) > 5
+    assert ex.workers.forked == 1, "forked from the executor, not a fresh interpreter"
+    assert loads.read_text().split() == ["load"] and res.corpus_loads == 1

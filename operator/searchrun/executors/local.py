@@ -29,7 +29,7 @@ from ..engine import Decision, Event, Observation, StartStep, reconcile
 from ..steps import EXIT_PERMANENT, STEP_ENV
 from ..cache import LOCAL_NAMESPACE, make_cache
 from .base import Recall, committed_observation, lineage_document, lineage_needed, put_lineage, read_committed, step_context
-from .local_workers import WorkerPool, memory_bytes
+from .local_pool import WorkerPool, memory_bytes
 
 DEFAULT_STORE_DIR = "searchrun-runs"
 # ``searchrun step`` (steps.main) ends its stderr with this line when the step fails.
@@ -156,13 +156,14 @@ class LocalExecutor:
             self.done_q.put(a.step_id)
             return self.progress.step_reused(a, hit)
         ctx = step_context(self.spec, self.uid, self.name, self.store_uri, a, corpus_uri=self.corpus_uri)
-        now = time.monotonic()
         if self.workers is not None:
             popen = self.workers.start(ctx.to_json(), self.step_memory, on_exit=lambda: self.done_q.put(a.step_id))
+            now = time.monotonic()
             self.procs[a.step_id] = _Proc(a, popen, now, now + a.timeout_seconds)
         else:
             env = dict(os.environ)
             env[STEP_ENV] = ctx.to_json()
+            now = time.monotonic()
             popen = subprocess.Popen(self.step_command, env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             self.procs[a.step_id] = _Proc(a, popen, now, now + a.timeout_seconds)

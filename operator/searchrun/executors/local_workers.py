@@ -1,14 +1,15 @@
 """Warm local steps: a fork server that has imported the step code and loaded the corpus once.
 
 A fresh interpreter per step costs about 0.3 s (start, imports, corpus load, index build). The
-worker (``searchrun step-worker``, one process per run) pays that once; for each step it forks a
+worker (one process per run: forked from the executor, which has done the imports, or else
+``searchrun step-worker``) pays that once; for each step it forks a
 child that runs the same entrypoint logic as ``searchrun step`` (``steps.entrypoint.execute``) and
 exits with its exit code. Each step is still its own process: a crash, a kill at the timeout or a
 memory blow-up (an address-space limit of ``spec.steps.resources.limits.memory`` beyond the
 worker's) ends that child only. The corpus and its index are shared copy-on-write; the store (and
 any S3 client, ``artifacts._forget_shared_client``) is opened by each child itself.
 
-The executor talks to the worker over its stdin/stdout, one JSON object a line:
+The executor (``local_pool``) talks to the worker over two pipes, one JSON object a line:
 ``{"op": "start", "key", "ctx", "stderr", "memory"}`` and ``{"op": "kill", "key"}`` in;
 ``{"ev": "ready", "pid", "corpusLoads", "docs", "seconds"}`` and ``{"ev": "exited", "key", "code"}``
 out (``code`` as ``Popen.returncode``: negative for a signal). A child's stdout goes to /dev/null
@@ -19,28 +20,16 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import selectors
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 WORKER_COMMAND = [sys.executable, "-m", "searchrun", "step-worker"]
-_UNITS = {"": 1, "K": 1000, "M": 1000**2, "G": 1000**3, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3}
-
-
-def memory_bytes(quantity: Optional[str]) -> int:
-    """``256Mi`` → bytes (0 when unset): the Kubernetes quantities ``api.ResourceList`` accepts."""
-    m = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|K|M|G)?", quantity or "")
-    return int(float(m.group(1)) * _UNITS[m.group(2) or ""]) if m else 0
-
-
 # ----------------------------------------------------------------- the worker (its own process)
 
 
@@ -296,147 +285,3 @@ class ForkedWorker:
     def kill(self) -> None:
         if self.poll() is None:
             _kill(self.pid)
-
-
-def can_fork_worker() -> bool:
-    """The executor may fork its worker: Linux, one thread, no boto3 client (sockets) to hand down."""
-    from .. import artifacts
-
-    return (sys.platform.startswith("linux") and threading.active_count() == 1
-            and artifacts._shared_client is None)
-
-
-# ----------------------------------------------------------------- the executor's side
-
-
-class ForkedStep:
-    """A warm step as the executor sees it: the part of ``subprocess.Popen`` it uses."""
-
-    def __init__(self, pool: "WorkerPool", key: str, stderr_path: str, on_exit: Callable[[], None]):
-        self.pool, self.key, self.stderr_path, self.on_exit = pool, key, stderr_path, on_exit
-        self.returncode: Optional[int] = None
-        self.stderr = None
-        self.worker: Optional[subprocess.Popen] = None  # the worker process that forked it
-        self._done = threading.Event()
-
-    def _exited(self, code: int, note: str = "") -> None:
-        if note:
-            with open(self.stderr_path, "a") as f:
-                f.write(note + "\n")
-        self.returncode = code
-        try:
-            self.stderr = open(self.stderr_path)
-        except FileNotFoundError:  # the worker died before it forked this step
-            import io
-
-            self.stderr = io.StringIO(note)
-        self._done.set()
-        self.on_exit()
-
-    def poll(self) -> Optional[int]:
-        return self.returncode
-
-    def kill(self) -> None:
-        if self.returncode is None:
-            self.pool.kill(self.key)
-
-    def wait(self, timeout: Optional[float] = None) -> Optional[int]:
-        self._done.wait(timeout)
-        return self.returncode
-
-
-class WorkerPool:
-    """The executor's handle on its step worker: started at the first step (or by ``open``), started
-    again if it dies (its running steps fail, and are retried as any failed step is)."""
-
-    def __init__(self, corpus_uri: str, corpus_format: str = "json", command: Optional[list[str]] = None,
-                 query: str = ""):
-        self.args = [corpus_uri, getattr(corpus_format, "value", corpus_format) or "json", query]
-        self.command = list(command) if command else None  # None: fork the executor (else spawn the default)
-        self.started = self.forked = 0  # workers started, and of them forked from the executor
-        self.tmp: Optional[Path] = None  # the step logs, made when the first worker starts
-        self.lock = threading.Lock()
-        self.proc: Optional[subprocess.Popen] = None
-        self.steps: dict[str, ForkedStep] = {}
-        self.ready: list[dict] = []  # one "ready" event per worker started: its pid and corpusLoads
-        self.n = 0
-
-    @property
-    def corpus_loads(self) -> int:
-        return sum(r.get("corpusLoads", 0) for r in self.ready)
-
-    def open(self) -> None:
-        with self.lock:
-            self._ensure()
-
-    def _ensure(self) -> subprocess.Popen:
-        if self.proc is None or self.proc.poll() is not None:
-            if self.tmp is None:
-                self.tmp = Path(tempfile.mkdtemp(prefix="searchrun-steps-"))
-            log_path = self.tmp / f"worker-{self.started}.log"
-            self.started += 1
-            if self.command is None and can_fork_worker():
-                self.proc = ForkedWorker(self.args, log_path)
-                self.forked += 1
-            else:
-                with open(log_path, "ab") as log:
-                    self.proc = subprocess.Popen((self.command or WORKER_COMMAND) + self.args, stdin=subprocess.PIPE,
-                                                 stdout=subprocess.PIPE, stderr=log, bufsize=0)
-            threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
-        return self.proc
-
-    def start(self, ctx_json: str, memory: int, on_exit: Callable[[], None]) -> ForkedStep:
-        with self.lock:
-            self.n += 1
-            key = str(self.n)
-            proc = self._ensure()
-            step = ForkedStep(self, key, str(self.tmp / f"step-{key}.stderr"), on_exit)
-            self.steps[key] = step
-            step.worker = proc
-            self._write(proc, {"op": "start", "key": key, "ctx": ctx_json, "stderr": step.stderr_path, "memory": memory})
-        return step
-
-    def kill(self, key: str) -> None:
-        with self.lock:
-            if self.proc is not None:
-                self._write(self.proc, {"op": "kill", "key": key})
-
-    def _write(self, proc: subprocess.Popen, cmd: dict) -> None:
-        try:
-            proc.stdin.write((json.dumps(cmd, separators=(",", ":")) + "\n").encode())
-        except (BrokenPipeError, OSError):
-            pass  # the worker is gone: _read fails its steps
-
-    def _read(self, proc: subprocess.Popen) -> None:
-        for line in proc.stdout:
-            ev = json.loads(line)
-            if ev["ev"] == "ready":
-                self.ready.append(ev)
-            elif ev["ev"] == "exited":
-                with self.lock:
-                    step = self.steps.pop(ev["key"], None)
-                if step is not None:
-                    step._exited(int(ev["code"]))
-        code = proc.wait()
-        with self.lock:
-            lost = [k for k, s in self.steps.items() if s.worker is proc]
-            orphans = [self.steps.pop(k) for k in lost]
-        for step in orphans:
-            step._exited(-9, f"the step worker (pid {proc.pid}) exited with code {code}")
-
-    def close(self) -> None:
-        """End the worker (it kills the steps still running) and remove the step logs."""
-        with self.lock:
-            proc, self.proc = self.proc, None
-        if proc is not None:
-            try:
-                proc.stdin.close()
-            except OSError:
-                pass
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if self.tmp is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
