@@ -66,6 +66,8 @@ class _Worker:
         self.children: dict[int, tuple[str, int]] = {}  # exit pipe's read end → (key, pid)
         self.by_key: dict[str, int] = {}  # key → pid, while not reaped
         self.pid = os.getpid()
+        self.prctl = _prctl()
+        import resource  # noqa: F401 - for _limit_memory, imported once here rather than in each child
 
     def _fork(self, cmd: dict, proto: tuple[int, int], sel: selectors.BaseSelector) -> None:
         r, w = os.pipe()  # the child holds w; its end (exit, crash or kill) makes r readable
@@ -89,7 +91,7 @@ class _Worker:
             os.dup2(fd, 2)
             os.close(fd)
             signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a cold step
-            _die_with_parent(self.pid)
+            _die_with_parent(self.pid, self.prctl)
             _limit_memory(int(cmd.get("memory") or 0))
             os.environ["SEARCHRUN_STEP"] = cmd["ctx"]  # what a cold step sees
             code = self.execute(cmd["ctx"], None, self.make_io)
@@ -151,8 +153,8 @@ class _Worker:
 def _warm(index, query: str) -> None:
     """What the offline agent computes lazily and caches in the process that asks, computed here once
     so that each child inherits it instead of computing it again: the stem of each word of the corpus
-    (``text.term``, ~1 ms per document read) and the postings of the query's terms and their related
-    words (a scan of the corpus each, ~0.4 s at 5,000 documents), which every step of the run looks up."""
+    (``text.term``, ~1 ms per document read) and the postings of the query's terms (a scan of the
+    corpus each, ~0.1-0.4 s at 5,000 documents), which every traversal step looks up."""
     try:
         from ..agents.scoring import analyse
         from ..agents.text import WORD_RE, term
@@ -161,9 +163,8 @@ def _warm(index, query: str) -> None:
             term(w)
         if not query:
             return
-        for t in analyse(query).terms:
-            for stem in (t.stem, *t.ordered):
-                index.postings(stem)
+        for stem in analyse(query).stems:  # not their related words: only the plan looks those up
+            index.postings(stem)
     except Exception as e:  # only a warm-up: the steps compute what they need themselves
         print(f"searchrun step-worker: index not warmed: {e}", file=sys.stderr, flush=True)
 
@@ -185,12 +186,19 @@ def _kill(pid: int) -> None:
         pass
 
 
-def _die_with_parent(parent: int) -> None:
-    """A step never outlives its worker (Linux: PR_SET_PDEATHSIG)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
+def _prctl():
+    """libc's prctl, looked up once in the worker (importing ctypes costs each child ~3 ms)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
+    return ctypes.CDLL(None, use_errno=True).prctl
+
+
+def _die_with_parent(parent: int, prctl) -> None:
+    """A step never outlives its worker (Linux: PR_SET_PDEATHSIG)."""
+    if prctl is not None:
+        prctl(1, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:  # the worker died before the line above
         os._exit(1)
 
