@@ -86,6 +86,7 @@ class WorkerPool:
         self.steps: dict[str, ForkedStep] = {}
         self.ready: list[dict] = []  # one "ready" event per worker started: its pid and corpusLoads
         self.n = 0
+        self.reader: Optional[threading.Thread] = None
 
     @property
     def corpus_loads(self) -> int:
@@ -109,7 +110,8 @@ class WorkerPool:
                     self.proc = subprocess.Popen((self.command or WORKER_COMMAND) + self.args, stdin=subprocess.PIPE,
                                                  stdout=subprocess.PIPE, stderr=log, bufsize=0)
             self.proc.up = threading.Event()  # set when it is ready (or gone)
-            threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
+            self.reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
+            self.reader.start()
         return self.proc
 
     def start(self, ctx_json: str, memory: int, on_exit: Callable[[], None]) -> ForkedStep:
@@ -171,5 +173,6 @@ class WorkerPool:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            self.reader.join(5)  # gone before the next run in this process, which may then fork its worker
         if self.tmp is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)

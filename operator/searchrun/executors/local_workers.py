@@ -240,6 +240,14 @@ def _detach(log: Optional[int] = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the executor's to handle; EOF ends us
 
 
+def _close_all_but(*keep: int) -> None:
+    low = 3
+    for fd in sorted(keep):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
+
+
 class ForkedWorker:
     """A worker forked from the executor itself, as ``subprocess.Popen`` would show it: it skips a fresh
     interpreter and the imports (~0.4 s), which the executor has done already. Only safe while the
@@ -254,10 +262,8 @@ class ForkedWorker:
         if pid == 0:
             code = 1
             try:
-                os.close(to_worker[1])
-                os.close(from_worker[0])
                 _detach(log)
-                os.close(log)
+                _close_all_but(to_worker[0], from_worker[1])  # as Popen's close_fds: no socket handed down
                 code = _Worker(*args).serve(to_worker[0], from_worker[1])
             except BaseException:  # noqa: BLE001 - never return into the executor's code
                 import traceback
