@@ -112,7 +112,7 @@ def bench_example(isolation: str, repeat: int) -> dict:
     from searchrun.manifest import load_manifest
 
     path = REPO / "examples" / "searchrun.yaml"
-    walls, steps = [], 0
+    walls, steps, forked = [], 0, 0
     for _ in range(repeat):
         run = load_manifest(str(path))
         tmp = Path(tempfile.mkdtemp(prefix="searchrun-bench-example-"))
@@ -121,7 +121,9 @@ def bench_example(isolation: str, repeat: int) -> dict:
         assert res.phase == "Succeeded", res.status.get("message")
         walls.append(res.wall_seconds)
         steps = len(res.status["steps"])
-    return {"isolation": isolation, "steps": steps, "best_s": min(walls), "median_s": statistics.median(walls)}
+        forked += ex.workers.forked if ex.workers is not None else 0
+    return {"isolation": isolation, "steps": steps, "best_s": min(walls), "median_s": statistics.median(walls),
+            "forked": forked}
 
 
 def print_local(lr: dict) -> None:
@@ -157,7 +159,8 @@ def main() -> int:
         for iso in isolations:
             ex = bench_example(iso, args.repeat)
             print(f"example deep run (examples/searchrun.yaml), --isolation {iso}: {ex['steps']} steps, "
-                  f"wall best {ex['best_s']:.2f} s, median {ex['median_s']:.2f} s ({args.repeat} runs)")
+                  f"wall best {ex['best_s']:.2f} s, median {ex['median_s']:.2f} s ({args.repeat} runs"
+                  + (f", worker forked from the executor in {ex['forked']})" if iso == "fork" else ")"))
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, load average "
           f"{os.getloadavg()[0]:.1f}")
     return 0
