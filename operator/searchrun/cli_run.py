@@ -125,7 +125,7 @@ def parse_budget_args(items: Optional[list[str]]) -> dict[str, str]:
 
 
 def resume_run(target: str, store: Optional[str] = None, budget: Optional[list[str]] = None,
-               out: Optional[TextIO] = None, quiet: bool = False) -> int:
+               out: Optional[TextIO] = None, quiet: bool = False, isolation: Optional[str] = None) -> int:
     """``searchrun run --resume RUN_DIR_OR_UID``: 0 when the resumed run succeeds, 1 when it fails,
     2 for bad input (an unknown run, one still running, a bad budget)."""
     from .artifacts import open_store
@@ -142,7 +142,7 @@ def resume_run(target: str, store: Optional[str] = None, budget: Optional[list[s
         print(f"error: {e}", file=sys.stderr)
         return 2
     printer = ProgressPrinter(out or sys.stdout, quiet=quiet)
-    ex = LocalExecutor(run, store_uri, run.spec.corpus.uri, progress=printer, status=fresh)
+    ex = LocalExecutor(run, store_uri, run.spec.corpus.uri, progress=printer, status=fresh, isolation=isolation)
     replay = Replay(ex.store, uid, before)
     ex.recall.sources.insert(0, replay)
     r = fresh.resumes[-1]

@@ -4,6 +4,7 @@ worker, and a step that crashes, hangs or blows its memory fails alone and is re
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -54,7 +55,8 @@ entrypoint.execute = execute
 if sys.argv[1] == "worker":
     from searchrun.executors.local_workers import main
     sys.exit(main(sys.argv[2:]))
-sys.exit(entrypoint.main(sys.argv[2:]))
+from searchrun.cli import main
+sys.exit(main(["step", *sys.argv[2:]]))
 '''
 
 
@@ -96,9 +98,13 @@ def _execute(tmp_path: Path, isolation: str, name: str, budget: dict = (), steps
 def _outputs(tmp_path: Path, name: str, res) -> dict:
     run_dir = tmp_path / f"store-{name}" / "runs" / res.run_uid
     out = {}
-    for p in sorted(run_dir.glob("steps/*/a*/*.json")):
-        doc = json.loads(p.read_text().replace(str(run_dir), "RUN"))  # URIs name the run's own folder
-        doc.pop("seconds", None)
+    for p in sorted(run_dir.glob("steps/*/a*/*")):
+        text = p.read_text().replace(str(run_dir), "RUN")  # URIs name the run's own folder
+        if p.suffix == ".json":
+            doc = json.loads(text)
+            doc.pop("seconds", None)
+        else:  # log.txt: what the step printed (its result, with its timing)
+            doc = [line.split('"seconds"')[0] for line in text.splitlines()]
         out[str(p.relative_to(run_dir))] = doc
     return out
 
@@ -115,6 +121,7 @@ def test_fork_and_process_give_the_same_lineage_and_artifacts(tmp_path, monkeypa
     assert warm_shape == cold_shape
     # every step's output.json and committed result.json, byte for byte but the timing
     assert warm_out.keys() == cold_out.keys() and warm_out == cold_out
+    assert {p.rsplit("/", 1)[1] for p in warm_out} == {"input.json", "output.json", "result.json", "log.txt"}
     uses_corpus = sum(1 for s in cold_shape if s["type"] in ("plan_search", "traverse_node", "create_report"))
     assert cold_loads >= uses_corpus > 3  # each cold step loads the corpus again...
     assert warm_loads == 1 and warm_counted == 1  # ...a warm worker once, for all of them
@@ -167,27 +174,41 @@ def test_memory_quantities():
     assert memory_bytes(None) == 0
 
 
-def test_a_worker_forked_from_the_executor_loads_the_corpus_once(tmp_path, monkeypatch):
-    """No worker command of one's own: the worker is forked from this process (which has done the
-    imports), so a load counted here is counted in the worker and its children too."""
-    import searchrun.corpus
-    import searchrun.steps.io
+FORKED = r'''
+import json, os, sys, tempfile, yaml
+import searchrun.corpus, searchrun.steps.io
+from searchrun.api import SearchRun
+from searchrun.executors.local import LocalExecutor
 
-    loads = tmp_path / "loads"
-    real = searchrun.corpus.load_corpus
+loads, example = sys.argv[1], sys.argv[2]
+real = searchrun.corpus.load_corpus
+def counting_load(*a, **kw):
+    with open(loads, "a") as f:
+        f.write(f"{os.getpid()}\n")
+    return real(*a, **kw)
+searchrun.corpus.load_corpus = searchrun.steps.io.load_corpus = counting_load
+spec = yaml.safe_load(open(example))["spec"]
+spec.pop("artifacts", None)
+run = SearchRun.model_validate({"metadata": {"name": "forked"}, "spec": spec})
+ex = LocalExecutor(run, "file://" + tempfile.mkdtemp(), "builtin:sample", isolation="fork")
+res = ex.execute()
+print(json.dumps({"phase": res.phase, "steps": len(res.status["steps"]), "forked": ex.workers.forked,
+                  "corpusLoads": res.corpus_loads, "pid": os.getpid()}))
+'''
 
-    def counting_load(*a, **kw):
-        with open(loads, "a") as f:
-            f.write("load\n")
-        return real(*a, **kw)
 
-    monkeypatch.setattr(searchrun.corpus, "load_corpus", counting_load)
-    monkeypatch.setattr(searchrun.steps.io, "load_corpus", counting_load)
-    spec = dict(EXAMPLE["spec"])
-    spec.pop("artifacts", None)
-    run = SearchRun.model_validate({"metadata": {"name": "forked"}, "spec": spec})
-    ex = LocalExecutor(run, f"file://{tmp_path / 'store'}", "builtin:sample", isolation="fork")
-    res = ex.execute()
-    assert res.phase == "Succeeded" and len(res.status["steps"]) > 5
-    assert ex.workers.forked == 1, "forked from the executor, not a fresh interpreter"
-    assert loads.read_text().split() == ["load"] and res.corpus_loads == 1
+def test_a_worker_forked_from_the_executor_loads_the_corpus_once(tmp_path):
+    """No worker command of one's own, and no other thread (so not in pytest's process, which has
+    one): the worker is forked from the executor, which has done the imports; a load counted there
+    is counted in the worker and its children too."""
+    script, loads = tmp_path / "forked.py", tmp_path / "loads"
+    script.write_text(FORKED)
+    loads.write_text("")
+    r = subprocess.run([sys.executable, str(script), str(loads), str(REPO / "examples" / "searchrun.yaml")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["phase"] == "Succeeded" and out["steps"] > 5
+    assert out["forked"] == 1, "forked from the executor, not a fresh interpreter"
+    in_steps = [pid for pid in loads.read_text().split() if pid != str(out["pid"])]  # not the executor's own
+    assert len(in_steps) == 1 and out["corpusLoads"] == 1

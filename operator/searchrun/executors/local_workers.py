@@ -40,8 +40,10 @@ class _Worker:
         from ..corpus import load_corpus
         from ..steps import entrypoint
         from ..steps.io import StepIO
+        from ..steps.logcopy import run_with_log_copy
 
         self.execute = entrypoint.execute
+        self.with_log_copy = run_with_log_copy
         t0 = time.monotonic()
         self.corpus, self.loads, self.key = None, 0, (corpus_uri, corpus_format)
         try:
@@ -67,7 +69,7 @@ class _Worker:
         self.by_key: dict[str, int] = {}  # key → pid, while not reaped
         self.pid = os.getpid()
         self.prctl = _prctl()
-        import resource  # noqa: F401 - for _limit_memory, imported once here rather than in each child
+        import resource  # noqa: F401,I001 - for _limit_memory, imported once here rather than in each child
 
     def _fork(self, cmd: dict, proto: tuple[int, int], sel: selectors.BaseSelector) -> None:
         r, w = os.pipe()  # the child holds w; its end (exit, crash or kill) makes r readable
@@ -94,7 +96,8 @@ class _Worker:
             _die_with_parent(self.pid, self.prctl)
             _limit_memory(int(cmd.get("memory") or 0))
             os.environ["SEARCHRUN_STEP"] = cmd["ctx"]  # what a cold step sees
-            code = self.execute(cmd["ctx"], None, self.make_io)
+            # as ``searchrun step`` does: its output copied to the store as log.txt, its input as input.json
+            code = self.with_log_copy(lambda _argv: self.execute(cmd["ctx"], None, self.make_io), [])
         except BaseException as e:  # noqa: BLE001 - the child must never return into the worker's loop
             try:
                 print(f"step failed: {type(e).__name__}: {e}"[:1000], file=sys.stderr)
