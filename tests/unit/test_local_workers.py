@@ -212,3 +212,16 @@ def test_a_worker_forked_from_the_executor_loads_the_corpus_once(tmp_path):
     assert out["forked"] == 1, "forked from the executor, not a fresh interpreter"
     in_steps = [pid for pid in loads.read_text().split() if pid != str(out["pid"])]  # not the executor's own
     assert len(in_steps) == 1 and out["corpusLoads"] == 1
+
+
+def test_a_worker_that_cannot_start_fails_the_steps_with_its_reason(tmp_path):
+    run = SearchRun.model_validate({"metadata": {"name": "x"},
+                                    "spec": {"query": "What is BM25?", "steps": {"retries": 1, "backoffSeconds": 0.1}}})
+    broken = [sys.executable, "-c", "import sys; print('no step code here', file=sys.stderr); sys.exit(3)"]
+    rec = Recorder()
+    ex = LocalExecutor(run, f"file://{tmp_path}", "builtin:sample", progress=rec, isolation="fork", worker_command=broken)
+    res = ex.execute()
+    assert res.phase == "Failed"
+    assert [f[0] for f in rec.finished][:2] == ["detect", "detect"]  # tried, retried with a new worker
+    assert rec.finished and all(f[1] == "failed" and "the step worker" in f[2]
+                                and "exited with code 3: no step code here" in f[2] for f in rec.finished)

@@ -45,7 +45,7 @@ def default_isolation() -> str:
 @dataclass
 class _Proc:
     action: StartStep
-    popen: subprocess.Popen  # or a local_workers.ForkedStep, which behaves as one
+    popen: subprocess.Popen  # or a local_pool.ForkedStep, which behaves as one
     started: float
     deadline: float
 

@@ -34,6 +34,14 @@ def can_fork_worker() -> bool:
             and artifacts._shared_client is None)
 
 
+def _last_line(path: Path) -> str:
+    """The end of a dead worker's log (why it died, if it said), for the failed steps' message."""
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return f": {lines[-1][:300]}" if lines else ""
+
 
 class ForkedStep:
     """A warm step as the executor sees it: the part of ``subprocess.Popen`` it uses."""
@@ -110,6 +118,8 @@ class WorkerPool:
                     self.proc = subprocess.Popen((self.command or WORKER_COMMAND) + self.args, stdin=subprocess.PIPE,
                                                  stdout=subprocess.PIPE, stderr=log, bufsize=0)
             self.proc.up = threading.Event()  # set when it is ready (or gone)
+            self.proc.gone = ""  # why it ended, once its reader has seen it end
+            self.proc.log_path = log_path
             self.reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
             self.reader.start()
         return self.proc
@@ -124,9 +134,13 @@ class WorkerPool:
             self.n += 1
             key = str(self.n)
             step = ForkedStep(self, key, str(self.tmp / f"step-{key}.stderr"), on_exit)
-            self.steps[key] = step
             step.worker = proc
-            self._write(proc, {"op": "start", "key": key, "ctx": ctx_json, "stderr": step.stderr_path, "memory": memory})
+            gone = proc.gone  # its reader has failed the steps it had: this one would wait forever
+            if not gone:
+                self.steps[key] = step
+                self._write(proc, {"op": "start", "key": key, "ctx": ctx_json, "stderr": step.stderr_path, "memory": memory})
+        if gone:
+            step._exited(-9, gone)
         return step
 
     def kill(self, key: str) -> None:
@@ -153,11 +167,13 @@ class WorkerPool:
                     step._exited(int(ev["code"]))
         proc.up.set()
         code = proc.wait()
+        why = f"the step worker (pid {proc.pid}) exited with code {code}{_last_line(proc.log_path)}"
         with self.lock:
+            proc.gone = why
             lost = [k for k, s in self.steps.items() if s.worker is proc]
             orphans = [self.steps.pop(k) for k in lost]
         for step in orphans:
-            step._exited(-9, f"the step worker (pid {proc.pid}) exited with code {code}")
+            step._exited(-9, why)
 
     def close(self) -> None:
         """End the worker (it kills the steps still running) and remove the step logs."""
