@@ -39,7 +39,7 @@ def execute(text, result_file=None, make_io=entrypoint.StepIO):
     if step["stepId"] == os.environ.get("TEST_SABOTAGE_STEP") and int(step["attempt"]) == 1:
         how = os.environ["TEST_SABOTAGE"]
         if how == "exit":
-            os._exit(3)
+            os._exit(7)  # not EXIT_PERMANENT (3): a crash, retried
         if how == "sigkill":
             os.kill(os.getpid(), signal.SIGKILL)
         if how == "hang":
@@ -128,7 +128,7 @@ def test_fork_and_process_give_the_same_lineage_and_artifacts(tmp_path, monkeypa
 
 
 SABOTAGE = [
-    ("exit", "exit code 3"),
+    ("exit", "exit code 7"),
     ("sigkill", "exit code -9"),
     ("hang", "timed out after 1s"),
     ("memory", "MemoryError"),
