@@ -156,7 +156,7 @@ class _Worker:
 def _warm(index, query: str) -> None:
     """What the offline agent computes lazily and caches in the process that asks, computed here once
     so that each child inherits it instead of computing it again: the stem of each word of the corpus
-    (``text.term``, ~1 ms per document read) and the postings of the query's terms (a scan of the
+    (``text.term``, ~1 ms per document read) and the postings of the query's terms and related words (a scan of the
     corpus each, ~0.1-0.4 s at 5,000 documents), which every traversal step looks up."""
     try:
         from ..agents.scoring import analyse
@@ -166,8 +166,9 @@ def _warm(index, query: str) -> None:
             term(w)
         if not query:
             return
-        for stem in analyse(query).stems:  # not their related words: only the plan looks those up
-            index.postings(stem)
+        for t in analyse(query).terms:  # and their related words, which the traversals weigh too
+            for stem in (t.stem, *t.ordered):
+                index.postings(stem)
     except Exception as e:  # only a warm-up: the steps compute what they need themselves
         print(f"searchrun step-worker: index not warmed: {e}", file=sys.stderr, flush=True)
 
