@@ -21,7 +21,9 @@ from ... import metrics
 from ...api import GROUP, PLURAL, VERSION
 from .config import OperatorConfig
 from .jobwatch import JobCache
-from .reconciler import IO_THREADS, STATUS_PATCH_SECONDS, EventSink, RunReconciler, forget_run
+from .reconciler import STATUS_PATCH_SECONDS, EventSink, RunReconciler
+from .run_metrics import forget_run
+from .shared import IO_THREADS
 
 log = logging.getLogger("searchrun.operator")
 

@@ -19,12 +19,9 @@ the snapshot and then the journal entries after it (``restore_status``).
 
 from __future__ import annotations
 
-import heapq
 import json
 import logging
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from datetime import datetime, timezone
 from typing import Optional
@@ -34,12 +31,15 @@ from kubernetes.client.rest import ApiException
 
 from ... import metrics
 from ...api import GROUP, PLURAL, VERSION, SearchRunSpec, SearchRunStatus
-from ...api import LineageSummary, StepStatus
+from ...api import StepStatus
 from ...engine import Decision, Observation, reconcile
 from ...steps import LINEAGE_NAME
 from .. import lineage_document, lineage_needed, step_context
 from .config import OperatorConfig
 from .jobs import A_ATTEMPT, build_job, job_name, job_state, observe_job, pod_error
+from .lineage_store import JOURNAL_PREFIX, StepDumps, restore_lineage, restore_status
+from .run_metrics import _duration, _update_gauges
+from .shared import _io, shared_store
 
 log = logging.getLogger("searchrun.reconciler")
 
@@ -50,119 +50,9 @@ class EventSink:
     def post(self, run: "RunReconciler", type: str, reason: str, message: str) -> None:
         log.info("%s/%s %s %s: %s", run.namespace, run.name, type, reason, message)
 
-_RUN_PHASES: dict[str, str] = {}
-_RUN_ACTIVE: dict[str, int] = {}
-_gauge_lock = threading.Lock()
 
-
-def _update_gauges(uid: str, phase: Optional[str], active: int) -> None:
-    with _gauge_lock:
-        if phase is None:
-            _RUN_PHASES.pop(uid, None)
-            _RUN_ACTIVE.pop(uid, None)
-        else:
-            _RUN_PHASES[uid] = phase
-            _RUN_ACTIVE[uid] = active
-        counts = {p: 0 for p in ("Pending", "Running", "Succeeded", "Failed")}
-        for p in _RUN_PHASES.values():
-            counts[p] = counts.get(p, 0) + 1
-        for p, n in counts.items():
-            metrics.RUNS.labels(phase=p).set(n)
-        metrics.ACTIVE_JOBS.set(sum(_RUN_ACTIVE.values()))
-
-
-def forget_run(uid: str) -> None:
-    _update_gauges(uid, None, 0)
-
-
-def _duration(job: dict) -> Optional[float]:
-    st = job.get("status") or {}
-    start, end = st.get("startTime"), st.get("completionTime")
-    if not end:  # Kubernetes >= 1.31 sets SuccessCriteriaMet / FailureTarget before completionTime
-        for c in st.get("conditions") or []:
-            if c.get("status") == "True" and c.get("type") in ("SuccessCriteriaMet", "Complete", "FailureTarget", "Failed"):
-                end = c.get("lastTransitionTime")
-                break
-    if not (start and end):
-        return None
-    f = lambda s: datetime.fromisoformat(str(s).replace("Z", "+00:00"))
-    return max(0.0, (f(end) - f(start)).total_seconds())
-
-
-_STORES: dict = {}
-_stores_lock = threading.Lock()
-
-
-IO_THREADS = 8
 # An offloaded run's status is a view (the store holds the lineage): patched at most this often.
 STATUS_PATCH_SECONDS = 1.0
-_IO: Optional[ThreadPoolExecutor] = None
-
-
-def _io() -> ThreadPoolExecutor:
-    """Threads for a pass's independent requests: the results of the steps that finished, the
-    Jobs it starts (one pass may see 100 steps finish and start as many)."""
-    global _IO
-    with _stores_lock:
-        if _IO is None:
-            _IO = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="searchrun-io")
-        return _IO
-
-
-def shared_store(uri: str):
-    """One store (and one boto3 client, ~15 MiB) per URI for all runs, not one per run."""
-    from ...artifacts import open_store
-
-    with _stores_lock:
-        if uri not in _STORES:
-            _STORES[uri] = open_store(uri)
-        return _STORES[uri]
-
-
-JOURNAL_PREFIX = "lineage-journal-"  # beside lineage.json: lineage-journal-00000001.json, ...
-
-
-def journal_uri(lineage_uri: str, seq: int) -> str:
-    return f"{lineage_uri.rsplit('/', 1)[0]}/{JOURNAL_PREFIX}{seq:08d}.json"
-
-
-def restore_lineage(raw_status: dict, read_uri) -> tuple[Optional[SearchRunStatus], bool, int]:
-    """The run's status as the engine needs it, whether it was offloaded, and the last journal
-    entry read. When the lineage was offloaded, status holds only the frontier; the store holds
-    it all (a snapshot plus the journal entries after it, written before every status patch)."""
-    from ...artifacts import ArtifactNotFound
-
-    known = {k: v for k, v in (raw_status or {}).items() if k in SearchRunStatus.model_fields}
-    if not known:
-        return None, False, 0
-    status = SearchRunStatus.model_validate(known)
-    if not (status.lineageURI and read_uri is not None):
-        return status, False, 0
-    doc = json.loads(read_uri(status.lineageURI))
-    data, seq = doc["status"], (doc.get("journal") or {}).get("seq")
-    if seq is None:  # a lineage written without a journal
-        return SearchRunStatus.model_validate(data), True, 0
-    steps = list(data.get("steps") or [])
-    while True:
-        try:
-            entry = json.loads(read_uri(journal_uri(status.lineageURI, seq + 1)))
-        except ArtifactNotFound:
-            break
-        seq += 1
-        data = entry["status"]
-        for i, step in entry["steps"]:
-            if i < len(steps):
-                steps[i] = step
-            elif i == len(steps):
-                steps.append(step)
-            else:
-                raise ValueError(f"lineage journal entry {seq} skips step {len(steps)}")
-    return SearchRunStatus.model_validate(dict(data, steps=steps)), True, seq
-
-
-def restore_status(raw_status: dict, read_uri) -> tuple[Optional[SearchRunStatus], bool]:
-    status, offloaded, _ = restore_lineage(raw_status, read_uri)
-    return status, offloaded
 
 
 def _same_but_the_clock(a: dict, b: Optional[dict]) -> bool:
@@ -193,98 +83,6 @@ def merge_events(events) -> list[tuple[str, str, str]]:
         msg = msgs[0] if len(msgs) == 1 else f"{len(msgs)} times: " + "; ".join(msgs)
         out.append((type_, reason, msg[:1000]))
     return out
-
-
-_IN_FLIGHT = ("Running", "Queued", "Backoff")
-
-
-def _dump_step(s: StepStatus) -> dict:
-    return s.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
-
-
-def _json_size(x) -> int:
-    return len(json.dumps(x, separators=(",", ":")))
-
-
-class StepDumps:
-    """A status's steps as JSON (what the status patch and the stored lineage hold), kept up to
-    date from the engine's change set: its JSON size, the in-flight frontier and the summary
-    (steps by type and phase) too. ``sync()`` costs what changed since the last call."""
-
-    def __init__(self, status: SearchRunStatus):
-        self.status = status
-        self.dumps: list[dict] = []
-        self.pos: dict[str, int] = {}
-        self.sizes: list[int] = []
-        self.size_sum = 0
-        self.in_flight: set[int] = set()
-        self.by_type: dict[str, int] = {}
-        self.by_phase: dict[str, int] = {}
-        self.unwritten: set[int] = set()  # positions changed since the lineage was last written
-        for s in status.steps:
-            self._append(s)
-
-    def _append(self, s: StepStatus) -> None:
-        i, d = len(self.dumps), _dump_step(s)
-        self.dumps.append(d)
-        self.pos[s.id] = i
-        n = _json_size(d)
-        self.sizes.append(n)
-        self.size_sum += n
-        self._count(d, 1)
-        self.unwritten.add(i)
-        if d["phase"] in _IN_FLIGHT:
-            self.in_flight.add(i)
-
-    def _count(self, d: dict, k: int) -> None:
-        for counts, key in ((self.by_type, d["type"]), (self.by_phase, d["phase"])):
-            v = counts.get(key, 0) + k
-            if v:
-                counts[key] = v
-            else:
-                counts.pop(key, None)
-
-    def sync(self, changed=frozenset()) -> dict[str, Optional[dict]]:
-        """Take the engine's changes (``Decision.changed``); returns each changed step's previous
-        dump (None: a new step)."""
-        steps = self.status.steps
-        n_old = len(self.dumps)
-        prev: dict[str, Optional[dict]] = {}
-        for s in steps[n_old:]:  # new steps are appended, in lineage order
-            prev[s.id] = None
-            self._append(s)
-        for sid in changed:
-            i = self.pos.get(sid)
-            if i is None or i >= n_old:
-                continue  # new (dumped above)
-            old, d = self.dumps[i], _dump_step(steps[i])
-            if d == old:
-                continue
-            prev[sid] = old
-            self.dumps[i] = d  # replaced, never changed in place: an earlier patch body keeps the old one
-            n = _json_size(d)
-            self.size_sum += n - self.sizes[i]
-            self.sizes[i] = n
-            self._count(old, -1)
-            self._count(d, 1)
-            if d["phase"] in _IN_FLIGHT:
-                self.in_flight.add(i)
-            else:
-                self.in_flight.discard(i)
-            self.unwritten.add(i)
-        return prev
-
-    @property
-    def json_size(self) -> int:
-        """len(json.dumps(dumps, separators=(",", ":")))"""
-        return self.size_sum + max(0, len(self.sizes) - 1) + 2
-
-    def frontier(self, n: int = 50) -> list[dict]:
-        """The first ``n`` steps in flight, in lineage order."""
-        return [self.dumps[i] for i in heapq.nsmallest(n, self.in_flight)]
-
-    def summary(self) -> dict:
-        return LineageSummary(steps=len(self.dumps), byType=dict(self.by_type), byPhase=dict(self.by_phase)).model_dump(mode="json")
 
 
 class RunReconciler:
