@@ -19,6 +19,7 @@ from kubernetes.client.rest import ApiException
 
 from ... import metrics
 from ...api import GROUP, PLURAL, VERSION
+from .client import KubeClient
 from .config import OperatorConfig
 from .jobwatch import JobCache
 from .reconciler import STATUS_PATCH_SECONDS, EventSink, RunReconciler
@@ -35,7 +36,7 @@ RECONCILE_THREADS = 16
 
 class _State:
     config: OperatorConfig = OperatorConfig()
-    api_client: Optional[client.ApiClient] = None
+    kube: Optional[KubeClient] = None
     cache: Optional[JobCache] = None
     wakers: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Event]] = {}
     pool: Optional[ThreadPoolExecutor] = None
@@ -118,13 +119,13 @@ def startup(settings: kopf.OperatorSettings, **_) -> None:
         settings.admission.server = _webhook_server(cfg)
         if cfg.webhookManaged:
             settings.admission.managed = "searchrun.dev"
-    STATE.api_client = _api_client()
+    STATE.kube = KubeClient(_api_client())
     if not STATE.metrics_started:
         metrics.serve(cfg.metricsPort, cfg.metricsAddr)
         STATE.metrics_started = True
     # kopf accepts globs (``team-*``); the Job watch then covers all namespaces (its label selector still applies).
     exact = [] if any(ch in ns for ns in cfg.namespaces for ch in "*?[!") else cfg.namespaces
-    STATE.cache = JobCache(STATE.api_client, exact, _wake)
+    STATE.cache = JobCache(STATE.kube, exact, _wake)
     STATE.cache.start()
 
 
@@ -140,7 +141,7 @@ async def run_daemon(stopped, name, namespace, uid, logger, **_) -> None:
     loop = asyncio.get_running_loop()
     wake = asyncio.Event()
     STATE.wakers[uid] = (loop, wake)
-    r = RunReconciler(STATE.api_client, STATE.cache, cfg, namespace, name, uid, KopfEvents())
+    r = RunReconciler(STATE.kube, STATE.cache, cfg, namespace, name, uid, KopfEvents())
     backoff = 1.0
     # A finished run's daemon returns at once (after a restart, kopf starts one per object).
     try:

@@ -26,15 +26,15 @@ from functools import partial
 from datetime import datetime, timezone
 from typing import Optional
 
-from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from ... import metrics
-from ...api import GROUP, PLURAL, VERSION, SearchRunSpec, SearchRunStatus
+from ...api import SearchRunSpec, SearchRunStatus
 from ...api import StepStatus
 from ...engine import Decision, Observation, reconcile
 from ...steps import LINEAGE_NAME
 from .. import lineage_document, lineage_needed, step_context
+from .client import KubeClient
 from .config import OperatorConfig
 from .jobs import A_ATTEMPT, build_job, job_name, job_state, observe_job, pod_error
 from .lineage_store import JOURNAL_PREFIX, StepDumps, restore_lineage, restore_status
@@ -86,12 +86,9 @@ def merge_events(events) -> list[tuple[str, str, str]]:
 
 
 class RunReconciler:
-    def __init__(self, api_client: client.ApiClient, cache, config: OperatorConfig, namespace: str, name: str, uid: str,
+    def __init__(self, kube: KubeClient, cache, config: OperatorConfig, namespace: str, name: str, uid: str,
                  events: EventSink, clock=lambda: datetime.now(timezone.utc)):
-        self.api_client = api_client
-        self.custom = client.CustomObjectsApi(api_client)
-        self.batch = client.BatchV1Api(api_client)
-        self.core = client.CoreV1Api(api_client)
+        self.kube = kube
         self.cache = cache
         self.config = config
         self.namespace, self.name, self.uid = namespace, name, uid
@@ -122,13 +119,8 @@ class RunReconciler:
 
     def load(self) -> bool:
         """Read the SearchRun; False when it is gone."""
-        try:
-            obj = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, self.name)
-        except ApiException as e:
-            if e.status == 404:
-                return False
-            raise
-        if obj["metadata"]["uid"] != self.uid:
+        obj = self.kube.get_run(self.namespace, self.name)
+        if obj is None or obj["metadata"]["uid"] != self.uid:
             return False
         raw_status = obj.get("status") or {}
         try:
@@ -162,7 +154,7 @@ class RunReconciler:
         body = {"status": {"phase": "Failed", "message": f"invalid spec: {why}"[:1000], "finishedAt": now,
                            "conditions": [{"type": "Failed", "status": "True", "reason": "InvalidSpec",
                                            "message": why[:1000], "lastTransitionTime": now}]}}
-        self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, self.namespace, PLURAL, self.name, body)
+        self.kube.patch_run_status(self.namespace, self.name, body)
         self.events.post(self, "Warning", "InvalidSpec", why[:1000])
 
     # -- observing
@@ -180,10 +172,9 @@ class RunReconciler:
         self.results[step_id] = raw  # observe_job parses it (executors.base.parse_result)
         return raw
 
-    def _pod_error(self, job_name: str, failed_pods_only: bool = False) -> str:
+    def _pod_error(self, job: str, failed_pods_only: bool = False) -> str:
         try:
-            pods = self.core.list_namespaced_pod(self.namespace, label_selector=f"job-name={job_name}", _preload_content=False)
-            items = json.loads(pods.data).get("items", [])
+            items = self.kube.job_pods(self.namespace, job)
         except ApiException:
             return ""
         if failed_pods_only:
@@ -338,7 +329,7 @@ class RunReconciler:
     def _patch_status(self, body: dict) -> None:
         if _same_but_the_clock(body, self.last_patch):
             return  # a pass that changed nothing but elapsed time: no write (the next change carries it)
-        self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, self.namespace, PLURAL, self.name, body)
+        self.kube.patch_run_status(self.namespace, self.name, body)
         self.last_patch, self.last_patch_at = body, time.monotonic()
         if body["status"].get("lineageURI"):
             self.status_points_at_store = True
@@ -347,8 +338,7 @@ class RunReconciler:
         ctx = step_context(self.spec, self.uid, self.name, self.store_uri, a)
         body = build_job(a, self.name, self.namespace, self.uid, self.spec, ctx.to_json(), self.config)
         try:
-            created = self.batch.create_namespaced_job(self.namespace, body, _preload_content=False)
-            self.cache.put(json.loads(created.data))
+            self.cache.put(self.kube.create_job(self.namespace, body))
             metrics.STEPS_CREATED.labels(step_type=a.step_type).inc()
         except ApiException as e:
             if e.status == 409:
