@@ -2,7 +2,8 @@
 and one Event per reason and pass."""
 
 from searchrun.engine import Event
-from searchrun.executors.kube.reconciler import _same_but_the_clock, merge_events
+from searchrun.executors.kube.events import merge_events
+from searchrun.executors.kube.reconciler import _same_but_the_clock
 
 
 def _body(elapsed, phase="Running", steps=3):
@@ -106,6 +107,8 @@ def test_an_offloaded_runs_status_is_patched_at_most_every_status_patch_seconds(
     from searchrun.artifacts import open_store, read_uri
     from searchrun.executors.kube import reconciler as rec
     from searchrun.executors.kube.config import OperatorConfig
+    from searchrun.executors.kube.events import EventSink
+    from searchrun.executors.kube.lineage_store import restore_status
     from support.simulation import SyntheticGraph
 
     store = open_store(f"file://{tmp_path}")
@@ -114,7 +117,7 @@ def test_an_offloaded_runs_status_is_patched_at_most_every_status_patch_seconds(
     spec = SearchRunSpec(query="q", budget=dict(maxAgents=5, maxDepth=4, maxFanoutPerNode=5, maxSteps=300, maxParallel=10,
                                                 maxTokens=10_000_000, deadlineSeconds=86400),
                          artifacts={"uri": f"file://{tmp_path}"})
-    r = rec.RunReconciler(fake, fake, OperatorConfig(lineageOffloadBytes=16384), "ns", "run", "abc", events=rec.EventSink())
+    r = rec.RunReconciler(fake, fake, OperatorConfig(lineageOffloadBytes=16384), "ns", "run", "abc", events=EventSink())
     r.spec, r.store, r.store_uri = spec, store, f"file://{tmp_path}"
     for i in range(2000):
         fake.now = i * 0.1  # a pass every 100 ms
@@ -128,6 +131,6 @@ def test_an_offloaded_runs_status_is_patched_at_most_every_status_patch_seconds(
     assert all(g >= rec.STATUS_PATCH_SECONDS - 1e-9 for g in gaps), gaps
     last = fake.patches[-1][1]["status"]
     assert last["phase"] == "Succeeded" and len(last["steps"]) <= 50
-    restored, offloaded_flag = rec.restore_status(last, read_uri)
+    restored, offloaded_flag = restore_status(last, read_uri)
     assert offloaded_flag and [s.id for s in restored.steps] == [s.id for s in d.status.steps]
     assert restored.phase == "Succeeded"

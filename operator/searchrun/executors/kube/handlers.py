@@ -22,7 +22,8 @@ from ...api import GROUP, PLURAL, VERSION
 from .client import KubeClient
 from .config import OperatorConfig
 from .jobwatch import JobCache
-from .reconciler import STATUS_PATCH_SECONDS, EventSink, RunReconciler
+from .events import EventSink
+from .reconciler import STATUS_PATCH_SECONDS, RunReconciler
 from .run_metrics import forget_run
 from .shared import IO_THREADS
 

@@ -1,5 +1,16 @@
-"""A run's lineage as the operator keeps it: JSON steps kept up to date from the engine's changes,
-and, once offloaded, a snapshot plus a journal of changes in the store (read back after a restart)."""
+"""A run's lineage as the operator keeps it: as JSON in memory, and in the store once offloaded.
+
+A pass costs what changed, not the size of the run: the engine reports which
+steps it added or changed (``Decision.changed``), and ``StepDumps`` keeps the
+lineage as JSON, its size, its frontier and its summary up to date from that.
+Once the lineage is offloaded, a pass writes a *journal entry* with only the
+steps it changed (``lineage-journal-<seq>.json``) instead of the whole lineage;
+a full ``lineage.json`` (a snapshot, naming the journal entry it includes) is
+written the first time, whenever the journal since the last snapshot outgrows
+it, before ``create_report`` and when the run ends (``LineageJournal``). A
+restarted operator reads the snapshot and then the journal entries after it
+(``restore_lineage``).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +19,8 @@ import json
 from typing import Optional
 
 from ...api import LineageSummary, SearchRunStatus, StepStatus
+from ...artifacts import ArtifactNotFound, ArtifactStore, dump_json, run_key
+from ..base import lineage_key
 
 JOURNAL_PREFIX = "lineage-journal-"  # beside lineage.json: lineage-journal-00000001.json, ...
 
@@ -20,8 +33,6 @@ def restore_lineage(raw_status: dict, read_uri) -> tuple[Optional[SearchRunStatu
     """The run's status as the engine needs it, whether it was offloaded, and the last journal
     entry read. When the lineage was offloaded, status holds only the frontier; the store holds
     it all (a snapshot plus the journal entries after it, written before every status patch)."""
-    from ...artifacts import ArtifactNotFound
-
     known = {k: v for k, v in (raw_status or {}).items() if k in SearchRunStatus.model_fields}
     if not known:
         return None, False, 0
@@ -145,3 +156,49 @@ class StepDumps:
 
     def summary(self) -> dict:
         return LineageSummary(steps=len(self.dumps), byType=dict(self.by_type), byPhase=dict(self.by_phase)).model_dump(mode="json")
+
+
+class LineageJournal:
+    """Where an offloaded run's lineage goes in the store: a snapshot now and then, and between
+    snapshots one journal entry per pass with what it changed."""
+
+    def __init__(self, run_uid: str):
+        self.key = lineage_key(run_uid)
+        self.run_uid = run_uid
+        self.seq = 0                               # the last journal entry written (or read)
+        self.snapshot_bytes: Optional[int] = None  # size of the last full lineage.json this process wrote
+        self.journal_bytes = 0                     # journal written since that snapshot
+        self.scalars: Optional[dict] = None        # the status fields (not steps) in the last entry
+
+    def snapshot_due(self) -> bool:
+        """The first write of this process, or a journal since the last snapshot larger than it."""
+        return self.snapshot_bytes is None or self.journal_bytes > self.snapshot_bytes
+
+    def write_snapshot(self, store: ArtifactStore, doc: dict, dumps: StepDumps) -> str:
+        """The full lineage: ``doc`` (a lineage document without steps) with ``dumps``' steps,
+        including the journal entries up to ``seq``."""
+        doc["status"]["steps"] = dumps.dumps
+        doc["journal"] = {"seq": self.seq}
+        data = dump_json(doc)
+        uri = store.put_bytes(self.key, data, overwrite=True)
+        self.snapshot_bytes, self.journal_bytes = len(data), 0
+        dumps.unwritten.clear()
+        self.scalars = {k: v for k, v in doc["status"].items() if k != "steps"}
+        return uri
+
+    def write_entry(self, store: ArtifactStore, dumps: StepDumps, scalars: dict) -> str:
+        """The steps and status fields changed since the last write, as the next journal entry
+        (none when nothing but the budget accounting changed); the lineage's URI."""
+        scalars = {k: v for k, v in scalars.items() if v is not None}  # as lineage_document writes them
+        volatile = ("budgetUsed", "budgetRemaining")  # the engine recomputes these every pass
+        last = self.scalars or {}
+        if dumps.unwritten or any(scalars.get(k) != last.get(k) for k in set(scalars) | set(last) if k not in volatile + ("steps",)):
+            seq = self.seq + 1
+            entry = {"seq": seq, "status": scalars,
+                     "steps": [[i, dumps.dumps[i]] for i in sorted(dumps.unwritten)]}
+            data = dump_json(entry)
+            store.put_bytes(run_key(self.run_uid, f"{JOURNAL_PREFIX}{seq:08d}.json"), data, overwrite=True)
+            self.seq, self.journal_bytes = seq, self.journal_bytes + len(data)
+            self.scalars = scalars
+            dumps.unwritten.clear()
+        return store.uri_for(self.key)

@@ -6,15 +6,7 @@ reads first). After a crash, a step that is Running in the lineage but has no
 Job is created again; a Job that exists answers AlreadyExists. So no Job is
 created twice and no decided step is lost.
 
-A pass costs what changed, not the size of the run: the engine reports which
-steps it added or changed (``Decision.changed``), and ``StepDumps`` keeps the
-lineage as JSON, its size, its frontier and its summary up to date from that.
-Once the lineage is offloaded, a pass writes a *journal entry* with only the
-steps it changed (``lineage-journal-<seq>.json``) instead of the whole lineage;
-a full ``lineage.json`` (a snapshot, naming the journal entry it includes) is
-written the first time, whenever the journal since the last snapshot outgrows
-it, before ``create_report`` and when the run ends. A restarted operator reads
-the snapshot and then the journal entries after it (``restore_status``).
+A pass costs what changed, not the size of the run (see ``lineage_store``).
 """
 
 from __future__ import annotations
@@ -29,26 +21,19 @@ from typing import Optional
 from kubernetes.client.rest import ApiException
 
 from ... import metrics
-from ...api import SearchRunSpec, SearchRunStatus
-from ...api import StepStatus
+from ...api import SearchRunSpec, SearchRunStatus, StepStatus
+from ...artifacts import ArtifactStore, read_uri, result_key
 from ...engine import Decision, Observation, reconcile
-from ...steps import LINEAGE_NAME
 from .. import lineage_document, lineage_needed, step_context
 from .client import KubeClient
 from .config import OperatorConfig
+from .events import EventSink, merge_events
 from .jobs import A_ATTEMPT, build_job, job_name, job_state, observe_job, pod_error
-from .lineage_store import JOURNAL_PREFIX, StepDumps, restore_lineage, restore_status
-from .run_metrics import _duration, _update_gauges
-from .shared import _io, shared_store
+from .lineage_store import LineageJournal, StepDumps, restore_lineage, restore_status
+from .run_metrics import record_pass
+from .shared import io_pool, shared_store
 
 log = logging.getLogger("searchrun.reconciler")
-
-
-class EventSink:
-    """Where a run's Kubernetes Events go (kopf's poster in the operator)."""
-
-    def post(self, run: "RunReconciler", type: str, reason: str, message: str) -> None:
-        log.info("%s/%s %s %s: %s", run.namespace, run.name, type, reason, message)
 
 
 # An offloaded run's status is a view (the store holds the lineage): patched at most this often.
@@ -72,20 +57,10 @@ def _same_but_the_clock(a: dict, b: Optional[dict]) -> bool:
     return True
 
 
-def merge_events(events) -> list[tuple[str, str, str]]:
-    """One Kubernetes Event per (type, reason) and pass: 40 steps finishing in one pass post one
-    StepSucceeded event naming them, not 40 (each Event is an API request)."""
-    groups: dict[tuple[str, str], list[str]] = {}
-    for e in events:
-        groups.setdefault((e.type, e.reason), []).append(e.message)
-    out = []
-    for (type_, reason), msgs in groups.items():
-        msg = msgs[0] if len(msgs) == 1 else f"{len(msgs)} times: " + "; ".join(msgs)
-        out.append((type_, reason, msg[:1000]))
-    return out
-
-
 class RunReconciler:
+    """One run: a pass (``reconcile_once``) observes its Jobs, asks the engine, then writes the
+    lineage, the status and the Jobs the engine started, through the injected ``KubeClient``."""
+
     def __init__(self, kube: KubeClient, cache, config: OperatorConfig, namespace: str, name: str, uid: str,
                  events: EventSink, clock=lambda: datetime.now(timezone.utc)):
         self.kube = kube
@@ -96,7 +71,7 @@ class RunReconciler:
         self.clock = clock
         self.spec: Optional[SearchRunSpec] = None
         self.status: Optional[SearchRunStatus] = None
-        self.store = None
+        self.store: Optional[ArtifactStore] = None
         self.store_uri: Optional[str] = None
         self.last_patch: Optional[dict] = None
         self.results: dict[str, bytes] = {}      # step id -> result.json, read once
@@ -104,16 +79,22 @@ class RunReconciler:
         self.unreadable_since: dict[str, float] = {}  # step id -> when its result was first missed
         self.offloaded = False
         self.dumps: Optional[StepDumps] = None  # self.status's steps as JSON, kept up to date
-        self.journal_seq = 0                    # the last lineage journal entry written (or read)
-        self.snapshot_bytes: Optional[int] = None  # size of the last full lineage.json this process wrote
-        self.journal_bytes = 0                  # journal written since that snapshot
-        self.journal_scalars: Optional[dict] = None  # the status fields (not steps) in the last entry
+        self.journal = LineageJournal(uid)      # the offloaded lineage in the store
         self.status_points_at_store = False     # a status with lineageURI was patched (or loaded)
         self.last_patch_at = 0.0
         self.patch_pending = False              # a status patch was held back (see reconcile_once)
         self.unsynced: frozenset[str] = frozenset()  # steps the engine changed that StepDumps has not taken
         self.running_ids: Optional[tuple[str, ...]] = None  # Running steps after the last decision
         self.taken: Optional[Decision] = None   # the last decision whose changes were noted
+
+    @property
+    def journal_seq(self) -> int:
+        """The last lineage journal entry written (or read)."""
+        return self.journal.seq
+
+    @journal_seq.setter
+    def journal_seq(self, seq: int) -> None:
+        self.journal.seq = seq
 
     # -- loading
 
@@ -132,8 +113,6 @@ class RunReconciler:
             if self.status.phase not in ("Succeeded", "Failed"):
                 self._fail_invalid(str(e))
             return True
-        from ...artifacts import read_uri
-
         self.store_uri = self.spec.artifacts.uri or self.config.artifacts
         try:
             self.store = shared_store(self.store_uri)
@@ -160,8 +139,6 @@ class RunReconciler:
     # -- observing
 
     def _result(self, step_id: str, attempt: int) -> Optional[bytes]:
-        from ...artifacts import result_key
-
         if step_id in self.results:
             return self.results[step_id]
         try:
@@ -220,7 +197,7 @@ class RunReconciler:
         unread = [(sid, attempts[sid]) for sid, job in jobs.items() if job_state(job) == "succeeded" and sid not in self.results]
         fetched: dict = {}
         if len(unread) > 1:  # read the results of the steps that finished at once
-            fetched = dict(zip((sid for sid, _ in unread), _io().map(lambda x: self._result(*x), unread)))
+            fetched = dict(zip((sid for sid, _ in unread), io_pool().map(lambda x: self._result(*x), unread)))
         for sid, job in jobs.items():
             state = job_state(job)
             attempt = attempts[sid]
@@ -286,45 +263,17 @@ class RunReconciler:
         full["observedGeneration"] = None
         return {"status": full}
 
-    def _lineage_key(self) -> str:
-        from ...artifacts import run_key
-
-        return run_key(self.uid, LINEAGE_NAME)
-
     def write_lineage(self, st: SearchRunStatus) -> str:
         """The full lineage (a snapshot that includes journal entries up to ``journal_seq``)."""
-        from ...artifacts import _dump_json
-
         self._sync(st)
         doc = lineage_document(self.name, self.uid, self.namespace, self.spec, st.model_copy(update={"steps": []}))
-        doc["status"]["steps"] = self.dumps.dumps
-        doc["journal"] = {"seq": self.journal_seq}
-        data = _dump_json(doc)
-        uri = self.store.put_bytes(self._lineage_key(), data, overwrite=True)
-        self.snapshot_bytes, self.journal_bytes = len(data), 0
-        self.dumps.unwritten.clear()
-        self.journal_scalars = {k: v for k, v in doc["status"].items() if k != "steps"}
-        return uri
+        return self.journal.write_snapshot(self.store, doc, self.dumps)
 
     def _write_offloaded(self, st: SearchRunStatus, scalars: dict) -> str:
         """Before a status patch of an offloaded run: what changed goes to the store."""
-        from ...artifacts import _dump_json, run_key
-
-        if self.snapshot_bytes is None or self.journal_bytes > self.snapshot_bytes:
+        if self.journal.snapshot_due():
             return self.write_lineage(st)
-        scalars = {k: v for k, v in scalars.items() if v is not None}  # as lineage_document writes them
-        volatile = ("budgetUsed", "budgetRemaining")  # the engine recomputes these every pass
-        last = self.journal_scalars or {}
-        if self.dumps.unwritten or any(scalars.get(k) != last.get(k) for k in set(scalars) | set(last) if k not in volatile + ("steps",)):
-            seq = self.journal_seq + 1
-            entry = {"seq": seq, "status": scalars,
-                     "steps": [[i, self.dumps.dumps[i]] for i in sorted(self.dumps.unwritten)]}
-            data = _dump_json(entry)
-            self.store.put_bytes(run_key(self.uid, f"{JOURNAL_PREFIX}{seq:08d}.json"), data, overwrite=True)
-            self.journal_seq, self.journal_bytes = seq, self.journal_bytes + len(data)
-            self.journal_scalars = scalars
-            self.dumps.unwritten.clear()
-        return self.store.uri_for(self._lineage_key())
+        return self.journal.write_entry(self.store, self.dumps, scalars)
 
     def _patch_status(self, body: dict) -> None:
         if _same_but_the_clock(body, self.last_patch):
@@ -388,7 +337,7 @@ class RunReconciler:
         else:
             self._patch_status(body)
         if len(calls) > 1:
-            for f in [_io().submit(c) for c in calls]:
+            for f in [io_pool().submit(c) for c in calls]:
                 f.result()
         elif calls:
             calls[0]()
@@ -396,36 +345,8 @@ class RunReconciler:
             self.cache.on_change(self.uid)
         for type_, reason, message in merge_events(d.events):
             self.events.post(self, type_, reason, message)
-        if not was_done:
-            self._record_metrics(d, before, limits_before, jobs)
+        if not was_done:  # ``before``: the steps this pass added (None) or changed (their previous JSON)
+            record_pass(self.namespace, self.uid, d, [d.status.steps[self.dumps.pos[sid]] for sid in before], before,
+                        limits_before, jobs)
         metrics.RECONCILE_SECONDS.observe(time.perf_counter() - t0)
         return d
-
-    def _record_metrics(self, d: Decision, before: dict[str, Optional[dict]], limits_before: set, jobs: dict) -> None:
-        """``before``: the steps this pass added (None) or changed (their previous JSON)."""
-        st = d.status
-        changed = [st.steps[self.dumps.pos[sid]] for sid in before]
-        children: dict[str, int] = {}
-        for s in changed:
-            if before[s.id] is None and s.parents and s.type == "traverse_node" and len(s.parents) == 1:
-                children[s.parents[0]] = children.get(s.parents[0], 0) + 1
-        for s in changed:
-            old = before[s.id]
-            old = (old["phase"], old.get("expanded", False)) if old is not None else None
-            if s.phase in ("Succeeded", "Failed") and (old is None or old[0] not in ("Succeeded", "Failed")):
-                metrics.STEPS_FINISHED.labels(step_type=s.type, outcome=s.phase.lower()).inc()
-                if s.tokens:
-                    metrics.TOKENS.labels(namespace=self.namespace).inc(s.tokens)
-                if s.costUSD:
-                    metrics.COST.labels(namespace=self.namespace).inc(s.costUSD)
-                job = jobs.get(s.id)
-                dur = _duration(job) if job else None
-                if dur is not None:
-                    metrics.STEP_DURATION.labels(step_type=s.type).observe(dur)
-            if s.expanded and (old is None or not old[1]) and s.type in ("traverse_node", "plan_search"):
-                metrics.FANOUT.observe(children.get(s.id, 0))
-        for name in set(st.limitsHit) - limits_before:
-            metrics.BUDGET_EXHAUSTED.labels(budget=name).inc()
-        if d.done:
-            metrics.DEPTH.observe(st.maxDepthReached)
-        _update_gauges(self.uid, st.phase, len(d.running) if not d.done else 0)

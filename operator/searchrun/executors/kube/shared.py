@@ -6,29 +6,28 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
-_STORES: dict = {}
-_stores_lock = threading.Lock()
-
+from ...artifacts import ArtifactStore, open_store
 
 IO_THREADS = 8
+
+_lock = threading.Lock()
+_STORES: dict[str, ArtifactStore] = {}
 _IO: Optional[ThreadPoolExecutor] = None
 
 
-def _io() -> ThreadPoolExecutor:
+def io_pool() -> ThreadPoolExecutor:
     """Threads for a pass's independent requests: the results of the steps that finished, the
     Jobs it starts (one pass may see 100 steps finish and start as many)."""
     global _IO
-    with _stores_lock:
+    with _lock:
         if _IO is None:
             _IO = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="searchrun-io")
         return _IO
 
 
-def shared_store(uri: str):
+def shared_store(uri: str) -> ArtifactStore:
     """One store (and one boto3 client, ~15 MiB) per URI for all runs, not one per run."""
-    from ...artifacts import open_store
-
-    with _stores_lock:
+    with _lock:
         if uri not in _STORES:
             _STORES[uri] = open_store(uri)
         return _STORES[uri]
