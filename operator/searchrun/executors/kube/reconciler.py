@@ -263,6 +263,9 @@ class RunReconciler:
         full["observedGeneration"] = None
         return {"status": full}
 
+    def _lineage_key(self) -> str:
+        return self.journal.key
+
     def write_lineage(self, st: SearchRunStatus) -> str:
         """The full lineage (a snapshot that includes journal entries up to ``journal_seq``)."""
         self._sync(st)
