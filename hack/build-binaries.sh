@@ -21,7 +21,9 @@ HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$HACK_DIR/.." && pwd)"
 # shellcheck source=versions.env
 source "$HACK_DIR/versions.env"
-CACHE="${SEARCHRUN_CACHE:-$REPO_ROOT/.cache}"
+# shellcheck source=lib/progress.sh
+source "$HACK_DIR/lib/progress.sh"
+CACHE="${SEARCHRUN_CACHE:-$HOME/.cache/searchrun}"
 mkdir -p "$CACHE/bin" "$CACHE/src"
 
 log() { echo "[build-binaries] $(date +%H:%M:%S) $*" >&2; }
@@ -81,7 +83,9 @@ build_k8s() {
     echo ")"
   } >"$src/tools.go"
   log "k8s $K8S_VERSION: resolving modules (go mod tidy) in $src"
+  progress_start "Go: k8s $K8S_VERSION modules (go mod tidy)"
   (cd "$src" && go mod tidy)
+  progress_end "Go: k8s $K8S_VERSION modules (go mod tidy)"
   local major minor
   major="${K8S_VERSION#v}"; major="${major%%.*}"
   minor="${K8S_VERSION#v*.}"; minor="${minor%%.*}"
@@ -97,8 +101,10 @@ build_k8s() {
     if [[ -x "$k8s_out/$b" ]]; then log "k8s: $b already built"; continue; fi
     log "k8s: building $b"
     local t0=$SECONDS
+    progress_start "Go build: $b $K8S_VERSION"
     (cd "$src" && go build -trimpath -ldflags "$ld" -o "$k8s_out/$b.tmp" "k8s.io/kubernetes/cmd/$b")
     mv "$k8s_out/$b.tmp" "$k8s_out/$b"
+    progress_end "Go build: $b $K8S_VERSION"
     log "k8s: $b done in $((SECONDS - t0)) s"
   done
   echo "$K8S_VERSION" >"$k8s_out/.complete"
@@ -136,11 +142,13 @@ import (
 func main() { etcdmain.Main(os.Args) }
 EOF
   log "etcd $ETCD_VERSION: resolving modules"
+  progress_start "Go build: etcd $ETCD_VERSION"
   (cd "$src" && go mod tidy)
   log "etcd: building"
   local t0=$SECONDS
   (cd "$src" && go build -trimpath -ldflags "-s -w" -o "$etcd_out/etcd.tmp" .)
   mv "$etcd_out/etcd.tmp" "$etcd_out/etcd"
+  progress_end "Go build: etcd $ETCD_VERSION"
   log "etcd: done in $((SECONDS - t0)) s"
   echo "$ETCD_VERSION" >"$etcd_out/.complete"
 }
@@ -150,9 +158,11 @@ build_helm() {
   mkdir -p "$helm_out"
   log "helm: building $HELM_VERSION"
   local t0=$SECONDS
+  progress_start "Go build: helm $HELM_VERSION"
   GOBIN="$helm_out" go install -trimpath \
     -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
     "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  progress_end "Go build: helm $HELM_VERSION"
   log "helm: done in $((SECONDS - t0)) s"
   echo "$HELM_VERSION" >"$helm_out/.complete"
 }

@@ -24,7 +24,9 @@ HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$HACK_DIR/.." && pwd)"
 # shellcheck source=versions.env
 source "$HACK_DIR/versions.env"
-CACHE="${SEARCHRUN_CACHE:-$REPO_ROOT/.cache}"
+# shellcheck source=lib/progress.sh
+source "$HACK_DIR/lib/progress.sh"
+CACHE="${SEARCHRUN_CACHE:-$HOME/.cache/searchrun}"
 STATE="${SEARCHRUN_CLUSTER_STATE:-$CACHE/cluster}"
 IMAGE="localhost/searchrun:0.1.0"
 BASE_IMAGE="localhost/debian-python:$DEBIAN_SUITE"
@@ -51,9 +53,10 @@ if [[ -z "$context_only" ]]; then
   command -v debootstrap >/dev/null || missing+=(debootstrap)
   command -v ctr >/dev/null || missing+=(containerd)
   if ((${#missing[@]})); then
-    log "installing from Debian: ${missing[*]}"
+    progress_start "apt-get install (host packages for the image build): ${missing[*]}"
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    progress_end "apt-get install (host packages for the image build): ${missing[*]}"
   fi
 fi
 mkdir -p "$IMAGES" "$WHEELS"
@@ -61,6 +64,8 @@ mkdir -p "$IMAGES" "$WHEELS"
 # One image build at a time per cache.
 exec 9>"$IMAGES/.lock"
 flock 9
+IMAGE_PHASE="project image $IMAGE (wheels, base image, podman build${context_only:+: context only})"
+progress_start "$IMAGE_PHASE"
 
 # ---------------------------------------------------------------- 1. wheels
 PY="${SEARCHRUN_PYTHON:-$REPO_ROOT/.venv/bin/python}"
@@ -143,6 +148,7 @@ EOF
 )"
 if [[ -n "$context_only" ]]; then
   log "build context ready in $ctx (content hash $hash)"
+  progress_end "$IMAGE_PHASE"
   echo "$ctx"
   exit 0
 fi
@@ -163,6 +169,7 @@ else
   podman image prune -f --filter until=72h >/dev/null 2>&1 || true
 fi
 rm -rf "$ctx"
+progress_end "$IMAGE_PHASE"
 
 # ---------------------------------------------------------------- 4. load into the cluster
 if ((do_import)); then
@@ -174,8 +181,10 @@ if ((do_import)); then
     else
       t0=$SECONDS
       log "importing $IMAGE into the cluster's containerd"
+      progress_start "loading $IMAGE into the cluster's containerd"
       ctr --address "$CTRD_SOCK" -n k8s.io images import "$tar" >/dev/null
       echo "$hash" >"$marker"
+      progress_end "loading $IMAGE into the cluster's containerd"
       log "imported in $((SECONDS - t0)) s"
     fi
   else

@@ -12,7 +12,10 @@ set -euo pipefail
 KUBECONFORM_VERSION="${KUBECONFORM_VERSION:-v0.8.0}"
 HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$HACK_DIR/.." && pwd)"
-CACHE="${SEARCHRUN_CACHE:-$REPO_ROOT/.cache}"
+CACHE="${SEARCHRUN_CACHE:-$HOME/.cache/searchrun}"
+# shellcheck source=lib/progress.sh
+source "$HACK_DIR/lib/progress.sh"
+
 DEST="$CACHE/bin/kubeconform-$KUBECONFORM_VERSION"
 
 if [[ -x "$DEST/kubeconform" ]]; then
@@ -21,8 +24,9 @@ if [[ -x "$DEST/kubeconform" ]]; then
 fi
 command -v go >/dev/null || { echo "kubeconform.sh: go is not installed" >&2; exit 1; }
 mkdir -p "$DEST"
-echo "[kubeconform] go install github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION" >&2
+progress_start "Go build: kubeconform $KUBECONFORM_VERSION"
 GOBIN="$DEST.tmp" CGO_ENABLED=0 go install "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION" >&2
+progress_end "Go build: kubeconform $KUBECONFORM_VERSION"
 mv "$DEST.tmp/kubeconform" "$DEST/kubeconform"
 rmdir "$DEST.tmp" 2>/dev/null || true
 echo "$DEST/kubeconform"

@@ -14,7 +14,9 @@ HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$HACK_DIR/.." && pwd)"
 # shellcheck source=versions.env
 source "$HACK_DIR/versions.env"
-CACHE="${SEARCHRUN_CACHE:-$REPO_ROOT/.cache}"
+# shellcheck source=lib/progress.sh
+source "$HACK_DIR/lib/progress.sh"
+CACHE="${SEARCHRUN_CACHE:-$HOME/.cache/searchrun}"
 out="$CACHE/bin/kwok-$KWOK_VERSION"
 
 if [[ ! -f "$out/.complete" ]]; then
@@ -23,7 +25,7 @@ if [[ ! -f "$out/.complete" ]]; then
   exec 9>"$CACHE/bin/.kwok-build.lock"
   flock 9
   if [[ ! -f "$out/.complete" ]]; then
-    echo "[kwok] $(date +%H:%M:%S) building sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" >&2
+    progress_start "Go build: kwok $KWOK_VERSION"
     CGO_ENABLED=0 GOFLAGS="-buildvcs=false" GOTOOLCHAIN="${GOTOOLCHAIN:-local}" GOBIN="$out" \
       go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
     mod="$(GOFLAGS=-mod=mod go env GOMODCACHE)/sigs.k8s.io/kwok@$KWOK_VERSION"
@@ -32,6 +34,7 @@ if [[ ! -f "$out/.complete" ]]; then
        "$mod/kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml" "$out/stages/"
     chmod u+w "$out/stages/"*.yaml
     touch "$out/.complete"
+    progress_end "Go build: kwok $KWOK_VERSION"
   fi
 fi
 echo "$out/kwok"

@@ -13,7 +13,7 @@
 # Everything listens on 127.0.0.1 or on the cluster's own bridge address ($HOST_IP), never 0.0.0.0.
 #
 # Environment:
-#   SEARCHRUN_CACHE          cache root (default <repo>/.cache): binaries, images, pause image
+#   SEARCHRUN_CACHE          cache root (default ~/.cache/searchrun): binaries, images, pause image
 #   SEARCHRUN_CLUSTER_STATE  state dir (default $SEARCHRUN_CACHE/cluster): certs, data, logs, pids
 #   SEARCHRUN_KUBE_PROXY     1 (default) to run kube-proxy so Services/ClusterIPs work, 0 to skip
 #   SEARCHRUN_NODE_READY_TIMEOUT  seconds to wait for the node (default 180)
@@ -24,8 +24,10 @@ HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$HACK_DIR/.." && pwd)"
 # shellcheck source=versions.env
 source "$HACK_DIR/versions.env"
+# shellcheck source=lib/progress.sh
+source "$HACK_DIR/lib/progress.sh"
 
-CACHE="${SEARCHRUN_CACHE:-$REPO_ROOT/.cache}"
+CACHE="${SEARCHRUN_CACHE:-$HOME/.cache/searchrun}"
 STATE="${SEARCHRUN_CLUSTER_STATE:-$CACHE/cluster}"
 K8S_BIN="$CACHE/bin/k8s-$K8S_VERSION"
 ETCD_BIN="$CACHE/bin/etcd-$ETCD_VERSION"
@@ -138,9 +140,10 @@ ensure_packages() {
   command -v flock >/dev/null || missing+=(util-linux)
   if ((${#missing[@]})); then
     command -v apt-get >/dev/null || die "missing: ${missing[*]} (and no apt-get to install them)"
-    log "installing from Debian: ${missing[*]}"
+    progress_start "apt-get install (host packages for the local cluster): ${missing[*]}"
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    progress_end "apt-get install (host packages for the local cluster): ${missing[*]}"
   fi
 }
 
@@ -545,6 +548,7 @@ cmd_up() {
     cmd_down
   fi
   local t0=$SECONDS
+  progress_start "cluster up (packages, binaries, certificates, components, node Ready)"
   ensure_packages
   ensure_binaries
   claim_machine
@@ -565,6 +569,7 @@ cmd_up() {
   # pods cannot be created in a namespace before its default ServiceAccount exists
   wait_for 60 "default ServiceAccount" kubectl_ -n default get serviceaccount default
   log "cluster up: node Ready in $((SECONDS - t1)) s after start of etcd ($((SECONDS - t0)) s in all); host_ip=$HOST_IP"
+  progress_end "cluster up (packages, binaries, certificates, components, node Ready)"
   echo "$KUBECONFIG_ADMIN"
 }
 

@@ -3,6 +3,8 @@
 # Idempotent: a stamp keyed by constraints.txt and pyproject.toml skips the work when nothing changed.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=lib/progress.sh
+source "$REPO/hack/lib/progress.sh"
 PY="${PYTHON:-python3}"
 VENV="$REPO/.venv"
 STAMP="$VENV/.searchrun-stamp"
@@ -10,8 +12,10 @@ want="$(cat "$REPO/constraints.txt" "$REPO/pyproject.toml" | sha256sum | cut -c1
 if [[ -x "$VENV/bin/python" && -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
   exit 0
 fi
-echo "[setup-python] installing pinned dependencies into $VENV" >&2
+phase="Python setup: pinned dependencies into $VENV (about a minute)"
+progress_start "$phase"
 "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade "pip>=23" >&2
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c "$REPO/constraints.txt" -e "${REPO}[test]" >&2
 echo "$want" > "$STAMP"
+progress_end "$phase"

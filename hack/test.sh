@@ -4,16 +4,35 @@
 #   - the local Kubernetes cluster and the project image: the pytest session brings them up
 #     (hack/local-cluster.sh up, hack/build-images.sh) and stops the cluster it started
 #   - the S3 server (moto, over HTTP) and Prometheus are started by the tests that need them
+#   - chromium (headless) for the report's browser test, installed here when missing (as root)
+# Builds are cached in $SEARCHRUN_CACHE (default ~/.cache/searchrun, the same as .ci/run).
+# Long phases print "==> " lines (start, every minute, end with the duration) on the console.
 # Extra arguments go to pytest, e.g. `hack/test.sh tests/unit -x`.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
+# shellcheck source=lib/progress.sh
+source hack/lib/progress.sh
+export SEARCHRUN_CACHE="${SEARCHRUN_CACHE:-$HOME/.cache/searchrun}"
 hack/setup-python.sh
 if [[ -x hack/prometheus/install.sh ]]; then hack/prometheus/install.sh >/dev/null; fi
+if ! command -v chromium >/dev/null && [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null; then
+  phase="apt-get install (host package for the report's browser test): chromium"
+  progress_start "$phase"
+  export DEBIAN_FRONTEND=noninteractive
+  if apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 \
+    || { apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; then
+    progress_end "$phase"
+  else
+    progress_end "$phase" "FAILED (the browser test will say so)"
+  fi
+fi
+progress_start "pytest session"
 set +e
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
 rc=$?
 set -e
+progress_end "pytest session" "finished (exit $rc)"
 if [[ $rc -eq 5 ]]; then
   echo "no tests were collected" >&2
   exit 1

@@ -5,6 +5,10 @@ HTTP, once per session. Env ``SEARCHRUN_S3_HOST`` overrides the bind host (clust
 it to an address pods can reach). If the server cannot start, tests using it are skipped,
 unless env ``CI`` is set, in which case they fail. moto keeps its state in memory: after
 ``stop()``/``start()`` (same port) every bucket and object is gone.
+
+Console: the session's milestones (S3 up, cluster up, image loaded, operator up) and the build
+scripts' progress lines reach the console past pytest's capture (``support.console``).
+Cache: ``SEARCHRUN_CACHE`` defaults to ``~/.cache/searchrun``, as in the hack/ scripts and CI.
 """
 
 from __future__ import annotations
@@ -17,7 +21,15 @@ from pathlib import Path
 
 import pytest
 
+from support import console
 from support.s3server import S3Server, free_port
+
+# One cache for the session and every script it runs (hack/*.sh default to the same place).
+os.environ.setdefault("SEARCHRUN_CACHE", str(Path.home() / ".cache" / "searchrun"))
+
+
+def pytest_configure(config):
+    console.attach(config)
 
 # ------------------------------------------------------------------ S3 (moto server)
 

@@ -13,7 +13,10 @@ if command -v prometheus >/dev/null && command -v promtool >/dev/null; then
   exit 0
 fi
 [[ $EUID -eq 0 ]] || { echo "install.sh: prometheus is missing and installing it needs root" >&2; exit 1; }
-echo "[prometheus] apt-get install prometheus (with promtool)" >&2
+# shellcheck source=../lib/progress.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/progress.sh"
+phase="apt-get install (host package for the Prometheus tests): prometheus (with promtool)"
+progress_start "$phase"
 # Keep the package's postinst from starting the service (an init system may be running).
 policy=/usr/sbin/policy-rc.d
 own_policy=0
@@ -26,4 +29,5 @@ apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 || {
   apt-get update -qq >/dev/null
   apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 }
+progress_end "$phase"
 dirname "$(command -v prometheus)"

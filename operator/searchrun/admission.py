@@ -13,6 +13,7 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from .api import BUDGET_FIELDS, Budget, SearchRunSpec
+from .endpoint_policy import AgentEndpointPolicy, url_problem
 from .manifest import describe_validation_error
 
 
@@ -42,6 +43,7 @@ class Policy(BaseModel):
     caps: Caps = Field(default_factory=Caps)
     corpusSchemes: list[str] = Field(default_factory=lambda: ["builtin", "s3"])
     allowOpenAI: bool = True
+    agentEndpoints: AgentEndpointPolicy = Field(default_factory=AgentEndpointPolicy, description="where openai agents may connect")
 
     def may_clamp(self, name: str) -> bool:
         """Whether the mutating pass lowers budget ``name`` to its cap rather than rejecting it."""
@@ -84,6 +86,15 @@ def artifact_store_problem(uri: str) -> Optional[str]:
     return None
 
 
+def _defaulted_budget(spec: dict) -> set[str]:
+    """The budget fields the user did not write. The API server fills the CRD's defaults before
+    the webhooks see the object, so a field that holds its default counts as not written."""
+    raw = spec.get("budget")
+    raw = raw if isinstance(raw, dict) else {}
+    defaults = Budget.model_construct().model_dump()  # the declared defaults (no validation)
+    return {n for n, d in defaults.items() if n not in raw or raw[n] == d}
+
+
 def review(spec: Any, policy: Policy, old_spec: Any = None, clamp: bool = False) -> Verdict:
     """Decide on a SearchRun spec. ``clamp=True`` is the mutating pass."""
     if not isinstance(spec, dict):
@@ -111,23 +122,30 @@ def review(spec: Any, policy: Policy, old_spec: Any = None, clamp: bool = False)
             return Verdict(False, "artifacts", f"spec.artifacts.uri: {why}")
     if parsed.agent.type == "openai" and not policy.allowOpenAI:
         return Verdict(False, "agent", "spec.agent.type: openai agents are not allowed by this cluster's policy; use offline")
+    if parsed.agent.type == "openai" and (why := url_problem(parsed.agent.baseURL, policy.agentEndpoints)):
+        return Verdict(False, "agent", why)
 
     budget = parsed.budget.model_dump()
     warnings: list[str] = []
     over = []
+    defaulted = _defaulted_budget(spec)
     for name, cap in policy.caps.model_dump().items():
-        if budget[name] > cap:
+        if budget[name] > cap and name in defaulted:
+            budget[name] = cap  # a default over the cap: filled at the cap, silently (the user wrote nothing)
+            over.append((name, None, cap))
+        elif budget[name] > cap:
             over.append((name, budget[name], cap))
     def clampable(n: str) -> bool:
         return clamp and policy.may_clamp(n)
 
-    rejected = [(n, v, c) for n, v, c in over if not clampable(n)]
+    rejected = [(n, v, c) for n, v, c in over if v is not None and not clampable(n)]
     if rejected:
         msg = "; ".join(f"spec.budget.{n}: {v} exceeds the cluster's limit of {c}" for n, v, c in rejected)
         return Verdict(False, "cap", msg)
     for name, value, cap in over:
         budget[name] = cap
-        warnings.append(f"spec.budget.{name} clamped from {value} to {cap} by the cluster's policy")
+        if value is not None:
+            warnings.append(f"spec.budget.{name} clamped from {value} to {cap} by the cluster's policy")
     if over:
         try:
             Budget.model_validate(budget)

@@ -7,11 +7,15 @@ apart. Field names are camelCase, as Kubernetes users expect.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .corpus import BUILTIN_CORPORA
 
 GROUP = "searchrun.dev"
 VERSION = "v1alpha1"
@@ -25,6 +29,44 @@ MAX_QUERY_CHARS = 2000
 MAX_NOTE_CHARS = 800       # the note a traversal step passes down (agent.maxContextChars is at most this)
 MAX_RELATION_CHARS = 63    # a relationship kind of the corpus, as followed by a traversal
 MAX_REASON_CHARS = 160     # why a parent proposed a child
+BUILTIN_NAMES = tuple(sorted(BUILTIN_CORPORA))
+# builtin:NAME (a shipped corpus), s3://bucket/key (no '.', '..' or empty key segment; a trailing
+# '/' for a prefix), file://..., or a path (no "scheme:" before its first '/': builtin:../x is no path)
+_S3_SEGMENT = r"([^\s/.][^\s/]*|\.[^\s/.][^\s/]*|\.\.[^\s/]+)"
+CORPUS_URI_PATTERN = (rf"^(builtin:({'|'.join(BUILTIN_NAMES)})|s3://[a-z0-9][a-z0-9.-]{{1,61}}[a-z0-9]/{_S3_SEGMENT}(/{_S3_SEGMENT})*/?"
+                      r"|file://[^\s]+|[^:\s]*/[^\s]*|[^:\s]+)$")
+# control characters a query may not hold: C0 and C1 but newline and tab (the CRD has the same rule)
+QUERY_CONTROL = "[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f]"
+_INVISIBLE = {"Cc", "Cf", "Zs", "Zl", "Zp"}
+
+
+def query_problem(q: str) -> Optional[str]:
+    """Why ``q`` is not a query (the CEL rules of the CRD say the same), or None."""
+    for i, ch in enumerate(q):
+        if unicodedata.category(ch) == "Cc" and ch not in "\n\t":
+            return f"spec.query must not hold control characters other than newline and tab (U+{ord(ch):04X} at position {i})"
+    if all(ch.isspace() or unicodedata.category(ch) in _INVISIBLE for ch in q):
+        return "spec.query must not be blank (it holds only spaces, invisible or control characters)"
+    return None
+
+
+def corpus_uri_problem(uri: str) -> Optional[str]:
+    """Why no step can read the corpus ``uri``, named for the user, or None (the pattern then
+    checks the rest)."""
+    if not isinstance(uri, str):
+        return None
+    if uri.startswith("builtin:"):
+        name = uri[len("builtin:"):]
+        if name not in BUILTIN_CORPORA:
+            shipped = ", ".join("builtin:" + n for n in BUILTIN_NAMES)
+            return f"{uri[:80]!r} is not a shipped builtin corpus (available: {shipped})"
+    elif uri.startswith("s3://"):
+        _, _, key = uri[len("s3://"):].partition("/")
+        if any(seg in (".", "..") for seg in key.split("/")) or "//" in key:
+            return f"the key of {uri[:80]!r} has a '.', '..' or empty segment: it must name an object under the bucket"
+    elif ":" in uri.split("/", 1)[0] and not uri.startswith("file://"):
+        return f"{uri[:80]!r} has an unsupported scheme (use builtin:NAME, s3://bucket/key, file:///path or a path)"
+    return None
 DEFAULT_IMAGE = "localhost/searchrun:0.1.0"
 
 
@@ -54,13 +96,35 @@ class CorpusRef(Model):
         default="builtin:sample",
         min_length=1,
         max_length=1024,
-        pattern=r"^(builtin:[a-z0-9-]+|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[^\s]+|file://[^\s]+|[^:\s][^\s]*)$",
+        pattern=CORPUS_URI_PATTERN,
         description="builtin:NAME, s3://bucket/key, file:///path or a local path",
     )
     format: CorpusFormat = Field(
         default=CorpusFormat.json,
-        description="json: a document graph file; markdown: a folder of .md files whose links are edges",
+        description="json: a document graph file; markdown: a folder of .md files whose links are edges (local runs)",
     )
+
+    @field_validator("uri", mode="before")
+    @classmethod
+    def _readable_uri(cls, v: Any) -> Any:
+        why = corpus_uri_problem(v)
+        if why:
+            raise ValueError(why)
+        return v
+
+    @model_validator(mode="after")
+    def _markdown_is_a_folder(self) -> "CorpusRef":
+        if self.format == CorpusFormat.markdown.value and self.uri.startswith(("builtin:", "s3://")):
+            raise ValueError("format markdown is a local folder of .md files; builtin: and s3:// corpora are json (set format: json)")
+        return self
+
+
+CEL_CORPUS_RULES = [
+    {
+        "rule": "self.format == 'json' || !(self.uri.startsWith('builtin:') || self.uri.startsWith('s3://'))",
+        "message": "corpus.format: markdown is a local folder of .md files; builtin: and s3:// corpora are json (set format: json)",
+    }
+]
 
 
 class AgentType(str, Enum):
@@ -200,6 +264,20 @@ class ArtifactSettings(Model):
     cleanup: bool = Field(default=False, description="delete the run's artifacts when the SearchRun is deleted")
 
 
+class CacheMode(str, Enum):
+    ReadWrite = "ReadWrite"   # use entries and add new ones
+    ReadOnly = "ReadOnly"     # use entries, add none
+    Off = "Off"
+
+
+class CacheSettings(Model):
+    """The step cache: a step whose key (everything that determines its output) has an entry in
+    the namespace's cache is not run; its recorded result is used. Off by default (README: the cache)."""
+
+    mode: CacheMode = Field(default=CacheMode.Off, description="ReadWrite, ReadOnly or Off")
+    ttlSeconds: int = Field(default=7 * 86400, ge=60, le=366 * 86400, description="entries older than this are misses")
+
+
 class SearchRunSpec(Model):
     query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, description="what to search for")
     corpus: CorpusRef = Field(default_factory=CorpusRef)
@@ -207,12 +285,22 @@ class SearchRunSpec(Model):
     budget: Budget = Field(default_factory=Budget)
     steps: StepSettings = Field(default_factory=StepSettings)
     artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
 
     @model_validator(mode="after")
-    def _query_not_blank(self) -> "SearchRunSpec":
-        if not self.query.strip():
-            raise ValueError("spec.query must not be blank")
+    def _query_visible(self) -> "SearchRunSpec":
+        why = query_problem(self.query)
+        if why:
+            raise ValueError(why)
         return self
+
+
+CEL_SPEC_RULES = [
+    {"rule": "!self.query.matches('" + QUERY_CONTROL.replace("\\", "\\\\") + "')",
+     "message": "spec.query must not hold control characters other than newline and tab"},
+    {"rule": "self.query.matches('[^\\\\s\\\\p{Cc}\\\\p{Cf}\\\\p{Z}]')",
+     "message": "spec.query must not be blank (it holds only spaces, invisible or control characters)"},
+]
 
 
 # ------------------------------------------------------------------- status
@@ -245,6 +333,14 @@ class Proposal(Model):
     why: str = Field(default="", max_length=MAX_REASON_CHARS)
 
 
+class StepRef(Model):
+    """Where a reused result came from: a run's step attempt."""
+
+    run: str = Field(max_length=64)
+    step: str = Field(max_length=256)
+    attempt: int = Field(default=1, ge=1)
+
+
 class StepStatus(Model):
     """One node of the lineage."""
 
@@ -273,6 +369,9 @@ class StepStatus(Model):
     note: Optional[str] = Field(default=None, max_length=MAX_NOTE_CHARS, description="traverse_node: the note passed to its children (what is established, what is open)")
     expanded: bool = False
     message: Optional[str] = None
+    cachedFrom: Optional[StepRef] = Field(default=None, description="the step was a cache hit: its result is this step's (no Job, no tokens)")
+    tokensSaved: Optional[int] = Field(default=None, ge=0, description="cache hit: the tokens the cached step spent")
+    keptFrom: Optional[StepRef] = Field(default=None, description="resumed run: the step succeeded before the resume and was kept")
 
 
 class BudgetUsage(Model):
@@ -299,6 +398,19 @@ class LineageSummary(Model):
     byPhase: dict[str, int] = Field(default_factory=dict)
 
 
+class Resume(Model):
+    """One resume of the run: when, by whom if known, and what changed."""
+
+    at: str
+    by: Optional[str] = Field(default=None, max_length=253)
+    fromRun: Optional[str] = Field(default=None, max_length=64, description="the run (uid) resumed: its succeeded steps were kept")
+    fromPhase: str
+    stoppedBy: Optional[str] = None
+    budget: dict[str, list[float]] = Field(default_factory=dict, description="budget fields changed: [old, new]")
+    replanned: list[str] = Field(default_factory=list, description="steps that had Failed or were Skipped (first 100)")
+    stepsBefore: int = 0
+
+
 class SearchRunStatus(Model):
     phase: Phase = Phase.Pending
     intent: Optional[Literal["simple", "deep"]] = None
@@ -320,14 +432,62 @@ class SearchRunStatus(Model):
     reportURI: Optional[str] = None
     answers: int = 0
     conditions: list[Condition] = Field(default_factory=list)
+    resumes: list[Resume] = Field(default_factory=list, description="each resume of the run, oldest first")
     observedGeneration: Optional[int] = None
 
 
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+MAX_ANNOTATIONS_BYTES = 256 * 1024  # the API server's limit on all annotations together
+
+
+def _key_problem(key: str) -> Optional[str]:
+    """Why ``key`` is not a label or annotation key (``[prefix/]name``), as the API server says it."""
+    prefix, _, name = key.rpartition("/")
+    if prefix and (len(prefix) > 253 or not re.match(DNS_SUBDOMAIN, prefix)):
+        return "its prefix must be a DNS subdomain of at most 253 characters"
+    if not name or len(name) > 63 or not _QUALIFIED_NAME.match(name):
+        return "its name must be at most 63 characters of alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric"
+    return None
+
+
 class ObjectMeta(BaseModel):
+    """The metadata the API server would accept (the local runner checks it the same way)."""
+
     model_config = ConfigDict(extra="allow")
-    name: str = Field(default="searchrun", min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-    namespace: Optional[str] = None
+    name: str = Field(default="searchrun", min_length=1, max_length=253, pattern=DNS_SUBDOMAIN,
+                      description="a DNS subdomain: lower-case alphanumerics, '-' and '.'")
+    namespace: Optional[str] = Field(default=None, min_length=1, max_length=63, pattern=DNS_LABEL)
     uid: Optional[str] = None
+    labels: Optional[dict[str, str]] = None
+    annotations: Optional[dict[str, str]] = None
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: Optional[dict[str, str]]) -> Optional[dict[str, str]]:
+        for key, value in (v or {}).items():
+            why = _key_problem(key)
+            if why:
+                raise ValueError(f"label key {key[:80]!r}: {why}")
+            if len(value) > 63 or not _LABEL_VALUE.match(value):
+                raise ValueError(f"label {key!r}: a value must be at most 63 characters of alphanumerics, '-', '_' or '.', "
+                                 "starting and ending with an alphanumeric")
+        return v
+
+    @field_validator("annotations")
+    @classmethod
+    def _annotations(cls, v: Optional[dict[str, str]]) -> Optional[dict[str, str]]:
+        total = 0
+        for key, value in (v or {}).items():
+            why = _key_problem(key)
+            if why:
+                raise ValueError(f"annotation key {key[:80]!r}: {why}")
+            total += len(key.encode()) + len(value.encode())
+        if total > MAX_ANNOTATIONS_BYTES:
+            raise ValueError(f"annotations: must be at most {MAX_ANNOTATIONS_BYTES} bytes in total (got {total})")
+        return v
 
 
 class SearchRun(Model):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import abc
 import json
+import logging
 import os
 import re
 import tempfile
@@ -406,6 +407,32 @@ def _http_status(e: Exception) -> int:
         return 0
 
 
+_LOG = logging.getLogger(__name__)
+_TOKEN_RE = re.compile(r"^[A-Za-z0-9._:+=/-]{1,64}$")
+
+
+def s3_error_summary(e: Exception) -> str:
+    """What an S3 error may say where users read it (status, events, metrics): the error code,
+    the HTTP status and the request id. Never the server's message: it is text from the
+    response body (or, from a server that is not S3, the body itself)."""
+    from botocore.exceptions import ConnectionError as BotoConnectionError, HTTPClientError, NoCredentialsError
+
+    resp = getattr(e, "response", None)
+    if isinstance(resp, dict):
+        code, status = _error_code(e), _http_status(e)
+        meta = resp.get("ResponseMetadata") or {}
+        rid = str(meta.get("RequestId") or (meta.get("HTTPHeaders") or {}).get("x-amz-request-id") or "")
+        parts = [code if _TOKEN_RE.fullmatch(code) else "error"]
+        if status:
+            parts.append(f"HTTP {status}")
+        if _TOKEN_RE.fullmatch(rid):
+            parts.append(f"request id {rid}")
+        return ", ".join(parts)
+    if isinstance(e, (BotoConnectionError, HTTPClientError, NoCredentialsError)):
+        return f"{type(e).__name__}: {e}"[:300]  # about the connection, not the reply
+    return type(e).__name__  # e.g. a reply that is not XML: its message quotes the body
+
+
 class S3Store(ArtifactStore):
     """Artifacts in ``s3://bucket/prefix`` on any S3-compatible server.
 
@@ -444,13 +471,10 @@ class S3Store(ArtifactStore):
 
     def _wrap(self, op: str, key: str, e: Exception) -> ArtifactError:
         code = _error_code(e)
-        if code:
-            msg = (getattr(e, "response", None) or {}).get("Error", {}).get("Message") or ""
-            detail = f"{code}: {msg}" if msg else code
-        else:
-            detail = f"{type(e).__name__}: {e}"
         cls = ArtifactNotFound if code in _NOT_FOUND_CODES else ArtifactError
-        return cls(_scrub(f"s3 {op} failed for bucket {self.bucket!r} key {key!r}: {detail}"))
+        where = f"s3 {op} failed for bucket {self.bucket!r} key {key!r}"
+        _LOG.debug("%s: %s", where, _scrub(str(e))[:300])  # the server's text: debug log only
+        return cls(_scrub(f"{where}: {s3_error_summary(e)}"))
 
     def _errors(self):
         from botocore.exceptions import BotoCoreError, ClientError
@@ -466,8 +490,8 @@ class S3Store(ArtifactStore):
         except self._errors() as e:
             err = self._wrap("get_object", full_key, e)
             if isinstance(err, ArtifactNotFound):
-                err = ArtifactNotFound(f"artifact {full_key} not found in s3://{self.bucket} ({_error_code(e)})")
-            raise err from e
+                err = ArtifactNotFound(f"artifact {full_key} not found in s3://{self.bucket} ({s3_error_summary(e)})")
+            raise err from None
 
     def _head(self, full_key: str) -> bool:
         try:
@@ -476,7 +500,7 @@ class S3Store(ArtifactStore):
         except self._errors() as e:
             if _error_code(e) in ("404", "NoSuchKey", "NotFound"):
                 return False
-            raise self._wrap("head_object", full_key, e) from e
+            raise self._wrap("head_object", full_key, e) from None
 
     # -- the store API
 
@@ -501,11 +525,11 @@ class S3Store(ArtifactStore):
                 elif code in ("NotImplemented", "InvalidArgument", "InvalidRequest") or status == 501:
                     self._conditional_put = False  # server without conditional writes
                 else:
-                    raise self._wrap("put_object", full, e) from e
+                    raise self._wrap("put_object", full, e) from None
         try:
             self.client.put_object(**kw)
         except self._errors() as e:
-            raise self._wrap("put_object", full, e) from e
+            raise self._wrap("put_object", full, e) from None
         return uri
 
     def _same_or_raise(self, key: str, full: str, data: bytes, uri: str) -> str:
@@ -529,7 +553,7 @@ class S3Store(ArtifactStore):
                 for obj in page.get("Contents") or []:
                     keys.append(obj["Key"])
         except self._errors() as e:
-            raise self._wrap("list_objects_v2", full_prefix, e) from e
+            raise self._wrap("list_objects_v2", full_prefix, e) from None
         return keys
 
     def list(self, prefix: str = "") -> list[str]:
@@ -548,13 +572,14 @@ class S3Store(ArtifactStore):
                     Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True}
                 )
             except self._errors() as e:
-                raise self._wrap("delete_objects", prefix, e) from e
+                raise self._wrap("delete_objects", prefix, e) from None
             errors = resp.get("Errors") or []
             if errors:
                 first = errors[0]
+                code = str(first.get("Code") or "")
                 raise ArtifactError(
                     f"s3 delete_objects failed for bucket {self.bucket!r} key {first.get('Key')!r}: "
-                    f"{first.get('Code')}: {first.get('Message')} ({len(errors)} errors)"
+                    f"{code if _TOKEN_RE.fullmatch(code) else 'error'} ({len(errors)} errors)"
                 )
             count += len(batch)
         return count
@@ -566,7 +591,7 @@ class S3Store(ArtifactStore):
             return
         except self._errors() as e:
             if _error_code(e) not in ("404", "NoSuchBucket", "NotFound"):
-                raise self._wrap("head_bucket", "", e) from e
+                raise self._wrap("head_bucket", "", e) from None
         kw: dict[str, Any] = {"Bucket": self.bucket}
         region = self.client.meta.region_name
         if region and region != "us-east-1":
@@ -575,7 +600,7 @@ class S3Store(ArtifactStore):
             self.client.create_bucket(**kw)
         except self._errors() as e:
             if _error_code(e) not in ("BucketAlreadyOwnedByYou",):
-                raise self._wrap("create_bucket", "", e) from e
+                raise self._wrap("create_bucket", "", e) from None
 
 
 # ------------------------------------------------------------------ URIs

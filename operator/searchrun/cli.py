@@ -14,7 +14,11 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="run a SearchRun manifest on this machine (no cluster)")
-    run.add_argument("manifest", help="a SearchRun YAML file")
+    run.add_argument("manifest", nargs="?", help="a SearchRun YAML file")
+    run.add_argument("--resume", metavar="RUN_DIR_OR_UID",
+                     help="resume a run that Failed or was stopped by a budget or deadline (its steps that succeeded are kept)")
+    run.add_argument("--budget", action="append", metavar="FIELD=VALUE",
+                     help="with --resume: raise a budget, e.g. --budget maxSteps=60 (repeatable)")
     run.add_argument("--store", help="artifact store URI (file:///dir or s3://bucket/prefix); default ./searchrun-runs")
     run.add_argument("--quiet", action="store_true", help="print only the outcome")
 
@@ -32,6 +36,20 @@ def _build_parser() -> argparse.ArgumentParser:
     imp.add_argument("path")
     imp.add_argument("-o", "--output", help="write the JSON graph here instead of stdout")
 
+    get = sub.add_parser("get", help="print a run as a tree of its steps (like argo get)")
+    get.add_argument("run", metavar="RUN", help="run uid, or its folder <store>/runs/<uid>")
+    get.add_argument("-o", "--output", choices=["json", "yaml"], help="print the lineage instead")
+    logs = sub.add_parser("logs", help="print a step's log (stdout and stderr, kept in the store)")
+    logs.add_argument("run", metavar="RUN")
+    logs.add_argument("step", metavar="STEP", help="step id, e.g. t0-1")
+    logs.add_argument("--attempt", type=int, help="an earlier attempt (default: the last)")
+    rerun = sub.add_parser("rerun-step", help="run one step again with its recorded input, into a scratch store, "
+                                              "and print its decision next to the recorded one")
+    rerun.add_argument("run", metavar="RUN")
+    rerun.add_argument("step", metavar="STEP")
+    for p in (get, logs, rerun):
+        p.add_argument("--store", help="the run's artifact store (file:///dir or s3://bucket/prefix); default ./searchrun-runs")
+
     op = sub.add_parser("operator", help="run the Kubernetes operator (kopf)", add_help=False)
     op.set_defaults(passthrough=True)
     return ap
@@ -43,8 +61,9 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "step":
         from .steps import main as step_main
+        from .steps.logcopy import run_with_log_copy
 
-        return step_main(argv[1:])
+        return run_with_log_copy(step_main, argv[1:])
     if argv and argv[0] == "operator":
         from .executors.kube.main import main as operator_main
 
@@ -52,9 +71,23 @@ def main(argv=None) -> int:
     ap = _build_parser()
     args = ap.parse_args(argv)
     if args.command == "run":
-        from .cli_run import run_manifest
+        from .cli_run import resume_run, run_manifest
 
+        if args.resume:
+            if args.manifest:
+                ap.error("run: give a manifest or --resume RUN, not both")
+            return resume_run(args.resume, store=args.store, budget=args.budget, quiet=args.quiet)
+        if not args.manifest or args.budget:
+            ap.error("run: a manifest is required (--budget goes with --resume)")
         return run_manifest(args.manifest, store=args.store, quiet=args.quiet)
+    if args.command in ("get", "logs", "rerun-step"):
+        from . import cli_debug
+
+        if args.command == "get":
+            return cli_debug.get_command(args.run, args.store, args.output)
+        if args.command == "logs":
+            return cli_debug.logs_command(args.run, args.step, args.store, args.attempt)
+        return cli_debug.rerun_command(args.run, args.step, args.store)
     if args.command == "crd":
         from .crd import crd_yaml
 
@@ -81,6 +114,11 @@ def main(argv=None) -> int:
         return import_command(args.path, args.output)
     ap.print_help(sys.stderr)
     return 2
+
+
+def kubectl_main() -> int:
+    """``kubectl searchrun ...`` (the ``kubectl-searchrun`` console script): the same commands."""
+    return main(sys.argv[1:])
 
 
 if __name__ == "__main__":

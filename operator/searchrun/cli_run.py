@@ -50,7 +50,12 @@ class ProgressPrinter(Progress):
         self.say(f"  ▶ {action.step_id:<12} {action.step_type}{doc}{retry}")
 
     def step_finished(self, step: StepStatus, observation: Observation) -> None:
-        if observation.state == "succeeded":
+        if observation.state == "succeeded" and step.cachedFrom is not None:
+            src = step.cachedFrom
+            self.say(f"  ≡ {step.id:<12} {step.decision or 'done'} [cached from {src.run}/{src.step}, {step.tokensSaved} tokens saved]")
+        elif observation.state == "succeeded" and step.keptFrom is not None:
+            self.say(f"  ≡ {step.id:<12} {step.decision or 'done'} [kept: it succeeded before the resume, {step.tokens} tokens]")
+        elif observation.state == "succeeded":
             self.say(f"  ✓ {step.id:<12} {step.decision or 'done'} [{step.tokens} tokens]")
         else:
             self.say(f"  ✗ {step.id:<12} {step.message}")
@@ -99,5 +104,51 @@ def run_manifest(path: str, store: Optional[str] = None, out: Optional[TextIO] =
         return 2
     printer.say(f"corpus {run.spec.corpus.uri}: {n_docs} documents; query: {run.spec.query!r}")
     res = ex.execute()
+    print_outcome(printer.say, run, res, ex.store)
+    if quiet:  # --quiet: only the one-line outcome
+        print(f"Run {res.phase}: {res.status.get('message', '')}", file=printer.out, flush=True)
+    return 0 if res.phase == "Succeeded" else 1
+
+
+def parse_budget_args(items: Optional[list[str]]) -> dict[str, str]:
+    """``--budget maxSteps=60 --budget maxTokens=5e5`` -> {field: value}; the values are checked
+    by the Budget model (``engine.resume.raised_budget``)."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        for part in filter(None, item.split(",")):
+            name, sep, value = part.partition("=")
+            if not sep or not name.strip() or not value.strip():
+                raise ValueError(f"--budget {part!r}: expected FIELD=VALUE, e.g. maxSteps=60")
+            out[name.strip()] = value.strip()
+    return out
+
+
+def resume_run(target: str, store: Optional[str] = None, budget: Optional[list[str]] = None,
+               out: Optional[TextIO] = None, quiet: bool = False) -> int:
+    """``searchrun run --resume RUN_DIR_OR_UID``: 0 when the resumed run succeeds, 1 when it fails,
+    2 for bad input (an unknown run, one still running, a bad budget)."""
+    from .artifacts import open_store
+    from .engine.resume import ResumeError
+    from .executors.resume import Replay, find_run, prepare
+
+    try:
+        changes = parse_budget_args(budget)
+        store_uri, uid = find_run(target, store)
+        st = open_store(store_uri)
+        run, fresh, before = prepare(st, uid, changes)
+        n_docs = check_corpus(run, run.spec.corpus.uri)
+    except (ResumeError, ValueError, CorpusError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    printer = ProgressPrinter(out or sys.stdout, quiet=quiet)
+    ex = LocalExecutor(run, store_uri, run.spec.corpus.uri, progress=printer, status=fresh)
+    replay = Replay(ex.store, uid, before)
+    ex.recall.sources.insert(0, replay)
+    r = fresh.resumes[-1]
+    changed = ", ".join(f"{k} {a:g}->{b:g}" for k, (a, b) in r.budget.items()) or "no budget change"
+    printer.say(f"resuming run {uid} as a new run ({r.fromPhase}{', stopped by ' + r.stoppedBy if r.stoppedBy else ''}; "
+                f"{len(r.replanned)} step(s) failed or skipped; {changed}); {n_docs} documents")
+    res = ex.execute()
+    printer.say(f"  kept {replay.kept} step(s) that had succeeded")
     print_outcome(printer.say, run, res, ex.store)
     return 0 if res.phase == "Succeeded" else 1

@@ -76,9 +76,10 @@ def spec_schema() -> dict:
     props = s["properties"]
     props["budget"]["x-kubernetes-validations"] = api.CEL_BUDGET_RULES
     props["agent"]["x-kubernetes-validations"] = api.CEL_AGENT_RULES
+    props["corpus"]["x-kubernetes-validations"] = api.CEL_CORPUS_RULES
     s["x-kubernetes-validations"] = [
         {"rule": "self == oldSelf", "message": "spec is immutable: create a new SearchRun instead of editing this one"},
-        {"rule": "self.query.trim().size() > 0", "message": "spec.query must not be blank"},
+        *api.CEL_SPEC_RULES,
     ]
     # Nested defaults only apply when the parent object is present: default each parent to
     # its full default value (CEL rules are checked against defaults too).

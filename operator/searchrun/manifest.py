@@ -15,6 +15,59 @@ class ManifestError(ValueError):
     """A manifest that cannot run; the message lists every bad field."""
 
 
+# YAML aliases let a small file stand for a huge tree ("billion laughs"): a document may expand to
+# at most this many nodes, wherever its aliases are (metadata too, not only spec).
+MAX_EXPANDED_NODES = 100_000
+
+
+def _expanded_nodes(root: yaml.Node, limit: int) -> int:
+    """Nodes of ``root`` with every alias expanded, counted up to just past ``limit`` (each distinct
+    node once: an alias repeats the node's count; a recursive alias counts once)."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        k = id(node)
+        if k in sizes:
+            return sizes[k]
+        sizes[k] = 1
+        n = 1
+        if isinstance(node, yaml.MappingNode):
+            children = [c for pair in node.value for c in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = node.value
+        else:
+            children = []
+        for c in children:
+            n += size(c)
+            if n > limit:
+                break
+        sizes[k] = n
+        return n
+
+    return size(root)
+
+
+def load_yaml_documents(text: str, source: str) -> list:
+    """``yaml.safe_load_all`` with the alias expansion of each document bounded."""
+    loader = yaml.SafeLoader(text)
+    docs = []
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                continue
+            n = _expanded_nodes(node, MAX_EXPANDED_NODES)
+            if n > MAX_EXPANDED_NODES:
+                raise ManifestError(f"{source}: a YAML document expands to more than {MAX_EXPANDED_NODES} nodes "
+                                    "(aliases repeat what they point to); write it out without the aliases")
+            docs.append(loader.construct_document(node))
+    except RecursionError:
+        raise ManifestError(f"{source}: the YAML is nested too deeply") from None
+    finally:
+        loader.dispose()
+    return docs
+
+
 def _loc(loc: tuple) -> str:
     out = ""
     for part in loc:
@@ -72,7 +125,7 @@ def load_manifest(path: str | Path) -> SearchRun:
     except (OSError, UnicodeDecodeError) as e:
         raise ManifestError(f"{p}: cannot read: {e}") from None
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        docs = [d for d in load_yaml_documents(text, str(p)) if d is not None]
     except yaml.YAMLError as e:
         raise ManifestError(f"{p}: not valid YAML: {e}") from None
     runs = [d for d in docs if isinstance(d, dict) and d.get("kind") == "SearchRun"]

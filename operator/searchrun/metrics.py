@@ -16,6 +16,8 @@ FANOUT = Histogram("searchrun_fanout_per_node", "Children spawned by one step (p
                    buckets=(0, 1, 2, 3, 4, 5, 6, 8, 10), registry=REGISTRY)
 DEPTH = Histogram("searchrun_depth_reached", "Deepest traversal level of a finished run.", buckets=(0, 1, 2, 3, 4, 5), registry=REGISTRY)
 ACTIVE_JOBS = Gauge("searchrun_active_jobs", "Step Jobs running now.", registry=REGISTRY)
+STEP_JOBS_RECREATED = Counter("searchrun_step_jobs_recreated_total",
+                              "Step Jobs of running steps created again because they were gone (deleted by hand).", registry=REGISTRY)
 STEP_DURATION = Histogram("searchrun_step_duration_seconds", "Wall time of a step Job, by step type.", ["step_type"],
                           buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600), registry=REGISTRY)
 TOKENS = Counter("searchrun_tokens_total", "Tokens spent by steps, by namespace.", ["namespace"], registry=REGISTRY)
@@ -27,6 +29,8 @@ DECISION_SECONDS = Histogram("searchrun_engine_decision_seconds", "Time the engi
                              buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1), registry=REGISTRY)
 RECONCILE_SECONDS = Histogram("searchrun_reconcile_seconds", "Time of one reconcile of a run, API calls included.",
                               buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5), registry=REGISTRY)
+CACHE_HITS = Counter("searchrun_cache_hits_total", "Steps answered from the step cache (no Job), by step type.", ["step_type"], registry=REGISTRY)
+CACHE_TOKENS_SAVED = Counter("searchrun_cache_tokens_saved_total", "Tokens the cached steps had spent (not spent again).", registry=REGISTRY)
 
 # Every labelled series exists from the start at 0, so that increase() sees the first event.
 for phase in ("Pending", "Running", "Succeeded", "Failed"):
@@ -34,6 +38,7 @@ for phase in ("Pending", "Running", "Succeeded", "Failed"):
 for _t in step_types():
     STEPS_CREATED.labels(step_type=_t)
     STEP_DURATION.labels(step_type=_t)
+    CACHE_HITS.labels(step_type=_t)
     for _o in ("succeeded", "failed"):
         STEPS_FINISHED.labels(step_type=_t, outcome=_o)
 for _b in BUDGET_FIELDS:

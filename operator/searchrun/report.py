@@ -19,6 +19,7 @@ import unicodedata
 from typing import Any, Callable, Iterable
 
 from .api import BUDGET_FIELDS
+from .clip import clip
 
 from .steps import registry  # the module: the create_report step imports this one while it loads
 
@@ -52,14 +53,26 @@ _BUDGET_ROWS = [(meta.used, name, meta.label) for name, meta in BUDGET_FIELDS.it
 # --------------------------------------------------------------------------- helpers
 
 
+def _safe_char(c: str) -> str:
+    # NUL and other control characters are parse errors in HTML (and a NUL ends strings in many
+    # tools); a lone surrogate cannot be encoded at all: each becomes U+FFFD. Tab and newlines stay.
+    if c in "\t\n\r":
+        return c
+    return "\ufffd" if unicodedata.category(c) in ("Cc", "Cs") else c
+
+
 def _e(value: Any) -> str:
-    """HTML-escape anything (None -> empty)."""
-    return "" if value is None else html.escape(str(value), quote=True)
+    """HTML-escape anything (None -> empty), control characters and lone surrogates replaced."""
+    if value is None:
+        return ""
+    s = str(value)
+    if not s.isprintable():
+        s = "".join(_safe_char(c) for c in s)
+    return html.escape(s, quote=True)
 
 
 def _short(value: Any, n: int) -> str:
-    s = "" if value is None else str(value)
-    return s if len(s) <= n else s[: max(1, n - 1)] + "…"
+    return clip(value, max(n, 2))
 
 
 def _dict(value: Any) -> dict:
@@ -354,7 +367,7 @@ th{font-size:12px;color:#56606c;font-weight:600}td.num{text-align:right;font-var
 .bar span{display:block;height:100%;background:var(--other)}.hit .bar span{background:var(--fail)}
 tr.hit td:first-child{font-weight:600;color:var(--fail)}
 .muted{color:#56606c}details summary{cursor:pointer;margin:6px 0}
-.steps td{font-size:12.5px;word-break:break-word}
+.steps td{font-size:12.5px;overflow-wrap:break-word}
 """
 
 
@@ -454,6 +467,9 @@ def _graph(steps: list[dict], answers: list = ()) -> str:
         o = _outcome(s)
         counts[o] = counts.get(o, 0) + 1
     summary = ", ".join(f"{counts[o]} {_OUTCOME_LABELS[o]}" for o in OUTCOMES if counts.get(o))
+    if counts.get("found", 0) != len(answers):  # one document found twice, weaker findings dropped
+        summary += f"; the fan-in kept {len(answers)} answer{'s' if len(answers) != 1 else ''}"
+    summary = f"Steps: {summary}" if summary else ""
     note = ""
     if hidden:
         note = (f'<p class="muted">Showing {shown} of {len(steps)} steps; rows with more than '

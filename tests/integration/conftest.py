@@ -31,10 +31,12 @@ from typing import Any
 
 import pytest
 
+from support.console import say
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HACK = REPO_ROOT / "hack"
 DEFAULT_IMAGE = "localhost/searchrun:0.1.0"
-CACHE = Path(os.environ.get("SEARCHRUN_CACHE", REPO_ROOT / ".cache"))
+CACHE = Path(os.environ.get("SEARCHRUN_CACHE", Path.home() / ".cache" / "searchrun"))
 
 
 def _truthy(name: str) -> bool:
@@ -197,6 +199,8 @@ def _local_cluster() -> Cluster:
 
     already_up = subprocess.run([str(script), "status"], capture_output=True, text=True).returncode == 0
     t0 = time.monotonic()
+    say(f"local cluster: {'already up, checking it' if already_up else 'bringing it up'} "
+        f"(cache {CACHE}; logs {logs}/local-cluster-up.log, build-images.log)")
     try:
         up = _run_logged([str(script), "up"], logs / "local-cluster-up.log", timeout=3600)
     except subprocess.TimeoutExpired:
@@ -210,6 +214,8 @@ def _local_cluster() -> Cluster:
     cluster: Cluster | None = None
     try:
         env = _read_env_file(Path(up.stdout.strip().splitlines()[-1]).parent / "env")
+        say(f"local cluster ready in {time.monotonic() - t0:.0f} s; building and loading the image")
+        t1 = time.monotonic()
         try:
             img = _run_logged([str(HACK / "build-images.sh")], logs / "build-images.log", timeout=3600)
         except subprocess.TimeoutExpired:
@@ -228,10 +234,8 @@ def _local_cluster() -> Cluster:
             started_here=started_here,
             info=env,
         )
-        sys.stderr.write(
-            f"\n[cluster] local cluster ready in {time.monotonic() - t0:.0f} s "
-            f"(started here: {started_here}); KUBECONFIG={cluster.kubeconfig}\n"
-        )
+        say(f"image {cluster.image} loaded in {time.monotonic() - t1:.0f} s; cluster and image ready in "
+            f"{time.monotonic() - t0:.0f} s (started here: {started_here}); KUBECONFIG={cluster.kubeconfig}")
         return cluster
     finally:
         if cluster is None and started_here and not _truthy("SEARCHRUN_KEEP_CLUSTER"):

@@ -43,7 +43,7 @@ ALL_OPTIONS = CHART / "ci" / "all-options-values.yaml"
 GLOBS = CHART / "ci" / "globs-values.yaml"
 MINIMAL = CHART / "ci" / "minimal-values.yaml"
 HACK = REPO / "hack"
-CACHE = Path(os.environ.get("SEARCHRUN_CACHE", REPO / ".cache"))
+CACHE = Path(os.environ.get("SEARCHRUN_CACHE", Path.home() / ".cache" / "searchrun"))
 CRD_NAME = "searchruns.searchrun.dev"
 BUCKET = "searchrun"
 
@@ -128,6 +128,14 @@ def yaml_docs(text: str) -> list[dict]:
 
 def by_kind(docs: list[dict], kind: str) -> list[dict]:
     return [d for d in docs if d["kind"] == kind]
+
+
+AGGREGATE_LABELS = ("rbac.authorization.k8s.io/aggregate-to-edit", "rbac.authorization.k8s.io/aggregate-to-view")
+
+
+def operator_cluster_roles(docs: list[dict]) -> list[dict]:
+    """The operator's ClusterRoles (not the ones aggregated to the built-in edit and view roles)."""
+    return [d for d in by_kind(docs, "ClusterRole") if not set(AGGREGATE_LABELS) & set(d["metadata"].get("labels") or {})]
 
 
 def one(docs: list[dict], kind: str, name_suffix: str = "") -> dict:
@@ -220,6 +228,10 @@ def test_values_schema_covers_every_value_and_is_closed():
     ({"metrics": {"prometheusRule": {"stepsStuck": {"window": "ten minutes"}}}}, "/metrics/prometheusRule/stepsStuck/window"),
     ({"watchNamespaces": ["Team A"]}, "/watchNamespaces/0"),
     ({"s3": {"endpointUrl": "http://x"}}, "'endpointUrl' not allowed"),
+    ({"policy": {"agentEndpoints": {"cidrs": ["ten"]}}}, "/policy/agentEndpoints/cidrs/0"),
+    ({"policy": {"agentEndpoints": {"allow": ["http://user@host"]}}}, "/policy/agentEndpoints/allow/0"),
+    ({"networkPolicy": {"egress": []}}, "'egress' not allowed"),
+    ({"networkPolicy": {"s3": {"ports": [0]}}}, "/networkPolicy/s3/ports/0"),
 ])
 def test_values_schema_refuses_unknown_or_wrong_values(bad, message):
     tmp = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
@@ -258,6 +270,8 @@ def test_rendered_config_is_what_the_operator_accepts(case):
     for k, v in caps.items():
         assert type(raw["policy"]["caps"][k]) is type(v), f"{k} rendered as {raw['policy']['caps'][k]!r}"
     assert cfg.policy.mode == policy.get("mode", "reject")
+    endpoints = dict(yaml.safe_load((CHART / "values.yaml").read_text())["policy"]["agentEndpoints"], **policy.get("agentEndpoints", {}))
+    assert cfg.policy.agentEndpoints.model_dump() == endpoints
     assert cfg.webhookCertDir == "/tls" and cfg.webhookManaged is False
     assert cfg.webhooks == values.get("webhook", {}).get("enabled", True)
     s3 = values.get("s3", {})
@@ -309,10 +323,45 @@ def test_rendered_config_is_what_the_operator_accepts(case):
     assert metrics["spec"]["ports"][0]["port"] == 8080 and metrics["spec"]["ports"][0]["targetPort"] == "metrics"
 
 
+def test_step_pods_get_a_network_policy_in_each_watched_namespace():
+    """No ingress; egress to DNS, the S3 endpoint and policy.agentEndpoints.cidrs only."""
+    from searchrun.executors.kube.jobs import L_NAME
+
+    def policies(values):
+        return {d["metadata"]["namespace"]: d for d in by_kind(render(values), "NetworkPolicy")}
+
+    nps = policies({"watchNamespaces": ["team-a", "team-b"]})
+    assert sorted(nps) == ["team-a", "team-b"]
+    spec = nps["team-a"]["spec"]
+    assert spec["podSelector"] == {"matchLabels": {L_NAME: "searchrun-step"}}  # the label build_job puts on step pods
+    assert spec["policyTypes"] == ["Ingress", "Egress"] and spec["ingress"] == []
+    dns, s3 = spec["egress"]  # no agent CIDRs: no rule for them
+    assert dns["ports"] == [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
+    assert dns["to"][0]["podSelector"] == {"matchLabels": {"k8s-app": "kube-dns"}}
+    (public,) = s3["to"]  # no S3 address given: public addresses only, never private, link-local or loopback
+    assert public["ipBlock"]["cidr"] == "0.0.0.0/0" and {"169.254.0.0/16", "10.0.0.0/8", "127.0.0.0/8"} <= set(public["ipBlock"]["except"])
+    assert s3["ports"] == [{"protocol": "TCP", "port": 443}]
+
+    nps = policies({"watchNamespaces": ["team-a"], "networkPolicy": {"s3": {"cidrs": ["10.244.0.1/32"], "ports": [9000]}},
+                    "policy": {"agentEndpoints": {"cidrs": ["10.244.0.1/32", "203.0.113.0/24"]}}})
+    dns, s3, agents = nps["team-a"]["spec"]["egress"]
+    assert s3 == {"to": [{"ipBlock": {"cidr": "10.244.0.1/32"}}], "ports": [{"protocol": "TCP", "port": 9000}]}
+    assert agents == {"to": [{"ipBlock": {"cidr": "10.244.0.1/32"}}, {"ipBlock": {"cidr": "203.0.113.0/24"}}]}
+
+    assert policies({"watchNamespaces": ["team-a"], "networkPolicy": {"enabled": False}}) == {}
+    assert policies(None) == {}, "cluster-wide the chart cannot know the namespaces ..."
+    assert sorted(policies({"networkPolicy": {"namespaces": ["ns-x", "ns-y"]}})) == ["ns-x", "ns-y"], "... unless they are listed"
+    all_opts = policies(ALL_OPTIONS)
+    assert sorted(all_opts) == ["team-a", "team-b", "team-c"]
+    egress = all_opts["team-a"]["spec"]["egress"]
+    assert egress[2]["ports"] == [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 11434}]
+    assert egress[3] == {"to": [{"ipBlock": {"cidr": "198.51.100.7/32"}}], "ports": [{"protocol": "TCP", "port": 8443}]}
+
+
 def test_rbac_is_least_privilege_and_scoped_to_the_watched_namespaces():
     # cluster-wide: one ClusterRole with everything; no namespace rules; no secrets anywhere
     docs = render()
-    (cr,) = by_kind(docs, "ClusterRole")
+    (cr,) = operator_cluster_roles(docs)
     assert not by_kind(docs, "Role")
     rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"]) for r in cr["rules"]}
     assert rules == {
@@ -333,7 +382,7 @@ def test_rbac_is_least_privilege_and_scoped_to_the_watched_namespaces():
 
     # named namespaces: a Role per namespace, only CRDs cluster-wide, step ServiceAccounts made
     docs = render(ALL_OPTIONS)
-    (cr,) = by_kind(docs, "ClusterRole")
+    (cr,) = operator_cluster_roles(docs)
     assert [(r["resources"], r["verbs"]) for r in cr["rules"]] == [
         (["customresourcedefinitions"], ["get", "list", "watch"]), (["namespaces"], ["list", "watch"])]
     roles = by_kind(docs, "Role")
@@ -351,7 +400,7 @@ def test_rbac_is_least_privilege_and_scoped_to_the_watched_namespaces():
 
     # patterns: cluster-wide rules, plus namespaces list/watch for kopf
     docs = render(GLOBS)
-    (cr,) = by_kind(docs, "ClusterRole")
+    (cr,) = operator_cluster_roles(docs)
     res = {x for rule in cr["rules"] for x in rule["resources"]}
     assert {"namespaces", "searchruns", "jobs"} <= res and not by_kind(docs, "Role")
 
@@ -528,6 +577,8 @@ class HelmRelease:
             "artifacts": {"uri": f"s3://{BUCKET}"},
             "s3": {"endpointURL": self.s3.endpoint_url, "region": self.s3.region, "existingSecret": "searchrun-s3"},
             "operator": {"resyncSeconds": 5},
+            # step pods reach S3 on the bridge (where a CNI enforces NetworkPolicies)
+            "networkPolicy": {"s3": {"cidrs": [f"{host}/32"], "ports": [int(self.s3.endpoint_url.rsplit(":", 1)[1])]}},
         }
         _merge(values, self.values)
         self.values_file = self.workdir / "values.yaml"
@@ -719,3 +770,21 @@ def test_helm_install_runs_the_example_through_operator_and_webhooks(cluster, re
     assert left == [], f"left behind: {left}"
     assert cluster.kubectl("get", "crd", CRD_NAME, check=False).returncode == 0, "helm.sh/resource-policy: keep"
     sys.stderr.write(f"\n[chart] install {rel.install_seconds:.0f} s, whole test {time.monotonic() - t0:.0f} s\n")
+
+
+def test_aggregated_roles_let_editors_manage_searchruns_but_never_write_their_status():
+    """What users of an operator's chart expect: `edit` (and `admin`) may create and delete
+    SearchRuns, `view` may read them; no aggregated role may write searchruns/status."""
+    docs = render()
+    agg = {d["metadata"]["name"]: d for d in by_kind(docs, "ClusterRole") if d not in operator_cluster_roles(docs)}
+    assert sorted(agg) == ["sr-searchrun-operator-edit", "sr-searchrun-operator-view"]
+    edit, view = agg["sr-searchrun-operator-edit"], agg["sr-searchrun-operator-view"]
+    assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    assert [(r["resources"], set(r["verbs"])) for r in edit["rules"]] == [
+        (["searchruns"], {"create", "delete", "deletecollection", "get", "list", "watch", "update", "patch"})]
+    assert [(r["resources"], set(r["verbs"])) for r in view["rules"]] == [(["searchruns", "searchruns/status"], {"get", "list", "watch"})]
+    for role in agg.values():
+        assert not [r for r in role["rules"] if "searchruns/status" in r["resources"] and set(r["verbs"]) - {"get", "list", "watch"}]
+    docs = render({"rbac": {"aggregateToDefaultRoles": False}})
+    assert by_kind(docs, "ClusterRole") == operator_cluster_roles(docs)

@@ -205,8 +205,7 @@ def custom_api(cluster):
 
 
 ACCEPTED: list[dict] = []
-STATS = {"accepted": 0, "rejected": 0, "refused: too large for the webhook": 0,
-         "refused: over the API server's request limit": 0}
+STATS = {"accepted": 0, "rejected": 0, "refused: over the API server's request limit": 0}
 
 
 def check_accepted(obj: dict) -> None:
@@ -241,13 +240,9 @@ def test_fuzzed_manifests_through_real_admission(custom_api, fuzz_ns, operator, 
         STATS["refused: over the API server's request limit"] += 1
         return
     except ApiException as e:
-        if e.status == 500 and "status code 413" in (e.body or ""):
-            # Known limit: kopf's webhook server (aiohttp) takes request bodies up to 1 MiB. A bigger
-            # AdmissionReview (only huge annotations or a 100k-character query get there; the API
-            # server escapes '<' as 6 bytes) is refused (failurePolicy Fail), but not by field.
-            assert len(json.dumps(doc, ensure_ascii=False).encode()) > 150_000, e.body[:500]
-            STATS["refused: too large for the webhook"] += 1
-            return
+        # (kopf's webhook server took bodies up to aiohttp's 1 MiB: bigger ones got "failed calling
+        # webhook ... 413", naming no field. The operator's server reads what the API server sends.)
+        assert "status code 413" not in (e.body or ""), e.body[:500]
         if e.status == 413:  # the API server's own limit on a request (3 MiB): refused before admission
             assert "Request entity too large" in e.body, e.body[:500]
             STATS["refused: over the API server's request limit"] += 1
@@ -281,10 +276,10 @@ def test_the_operator_survived_the_fuzz(operator):
 HOSTILE_RUNS = [
     # (name, spec changes, metadata extras): valid manifests full of user text the operator must not reuse
     ("n" * 253, {"query": "What is BM25? " + "🙂" * 10}, {"labels": {"searchrun.dev/step-id": "evil", "app": "x"}}),
-    ("x.y.z", {"query": "../../etc/passwd $(id) `id` ; rm -rf / {{ .Values }} \u202e \x00 \u200b"},
+    ("x.y.z", {"query": "../../etc/passwd $(id) `id` ; rm -rf / {{ .Values }} \u202e \u200b \t\n"},
      {"annotations": {"searchrun.dev/attempt": "99", "note": "\x00../../"}}),
     ("unicode-query", {"query": "ä" * 1999 + "?"}, {}),
-    ("bad-corpus", {"query": "What is BM25?", "corpus": {"uri": "s3://searchrun/../../etc/passwd"}}, {}),
+    ("missing-corpus", {"query": "What is BM25?", "corpus": {"uri": "s3://searchrun/no/such/corpus.json"}}, {}),
 ]
 
 
@@ -381,10 +376,11 @@ def test_corpora_from_s3_on_the_cluster_finish_or_fail_clearly(cluster, operator
 # ------------------------------------------------------------------ malformed step results on the cluster
 
 
-def test_malformed_step_results_fail_the_step_clearly(cluster, operator, fuzz_ns, rel_s3):
+def test_a_corrupt_committed_result_is_redone_by_the_step(cluster, operator, fuzz_ns, rel_s3):
     """A result.json that is not JSON, or JSON of the wrong shape, is in the store before the
-    step runs (as if a pod of its Job had committed it). The step fails with the reason, and the
-    run goes on (detect_intent failing falls back to simple)."""
+    step runs (as if a pod of its Job had died writing it). It is no commit: the step's pod does
+    the step again and commits a whole result (a corrupt commit used to be re-read by every
+    retried pod, which then failed the same way)."""
     from searchrun.artifacts import step_key
     from support.runs import wait_finished
 
@@ -395,14 +391,12 @@ def test_malformed_step_results_fail_the_step_clearly(cluster, operator, fuzz_ns
                "spec": json.loads(json.dumps(BASE_SPEC))}
         obj = json.loads(cluster.kubectl("-n", fuzz_ns, "create", "-o", "json", "-f", "-", input=json.dumps(doc)).stdout)
         rel_s3.client().put_object(Bucket=BUCKET, Key=step_key(obj["metadata"]["uid"], "detect", 1, "result.json"), Body=body)
-    expect = {"not-json": "not valid JSON", "wrong-shape": "'tokens' must be a non-negative integer",
-              "not-an-object": "must be a JSON object"}
     for name in bad:
         run = wait_finished(cluster, fuzz_ns, f"result-{name}", operator)
         detect = next(s for s in run["status"]["steps"] if s["id"] == "detect")
-        assert detect["phase"] == "Failed", detect
-        # (the operator reads it: "malformed step result: ..."; or the step's pod reads it first, as
-        # a result an earlier pod of its Job committed, and fails naming it)
-        assert "result" in detect["message"] and expect[name] in detect["message"], detect["message"]
-        assert run["status"]["fallback"] == "detect_intent failed"
-        figure(f"malformed result ({name}): step message", detect["message"][:160])
+        assert run["status"]["phase"] == "Succeeded" and detect["phase"] == "Succeeded", detect
+        assert not run["status"].get("fallback"), run["status"]["fallback"]
+        key = step_key(run["metadata"]["uid"], "detect", 1, "result.json")
+        committed = json.loads(rel_s3.client().get_object(Bucket=BUCKET, Key=key)["Body"].read())
+        assert committed["intent"] in ("simple", "deep") and committed["tokens"] >= 0, committed
+        figure(f"corrupt commit ({name}): detect redone", detect.get("decision", "")[:80])

@@ -1,11 +1,14 @@
 """Security: least privilege (a `kubectl auth can-i` matrix over the chart's RBAC), step pods
-under the `restricted` Pod Security Standard, no secret value in status, events or logs, and
-artifact keys that cannot leave their run's prefix."""
+under the `restricted` Pod Security Standard, no secret value in status, events or logs, agent
+endpoints only where the cluster's policy allows (the webhook refuses the metadata address; an
+error body never reaches status or events), and artifact keys that cannot leave their run's
+prefix."""
 
 from __future__ import annotations
 
 import json
 import posixpath
+import time
 import uuid
 
 import pytest
@@ -79,6 +82,33 @@ CLUSTER_DENIED = [
 ]
 
 
+SEARCHRUNS = "searchruns.searchrun.dev"
+
+
+def check_aggregated_roles(cluster, release: str, ns: str, other: str) -> None:
+    """The chart's aggregated ClusterRoles: a user bound to the built-in `edit` role in ``ns`` may
+    create and delete SearchRuns there, but never write their status (the operator's record); one
+    bound to `view` may read them; neither may anywhere else."""
+    editor, viewer = f"{release}-editor", f"{release}-viewer"
+    cluster.kubectl("-n", ns, "create", "rolebinding", editor, "--clusterrole=edit", f"--user={editor}")
+    cluster.kubectl("-n", ns, "create", "rolebinding", viewer, "--clusterrole=view", f"--user={viewer}")
+    deadline = time.monotonic() + 60  # the aggregation controller fills edit and view asynchronously
+    while not (can_i(cluster, editor, "create", SEARCHRUNS, ns) and can_i(cluster, viewer, "list", SEARCHRUNS, ns)):
+        assert time.monotonic() < deadline, "the aggregated roles never reached edit and view"
+        time.sleep(0.5)
+    for verb in ("create", "delete", "get", "list", "watch", "update", "patch"):
+        assert can_i(cluster, editor, verb, SEARCHRUNS, ns), f"edit may {verb} searchruns"
+    for verb in ("update", "patch"):
+        assert not can_i(cluster, editor, verb, SEARCHRUNS, ns, "status"), f"edit must not {verb} searchruns/status"
+        assert not can_i(cluster, viewer, verb, SEARCHRUNS, ns, "status"), f"view must not {verb} searchruns/status"
+    for verb in ("get", "list", "watch"):
+        assert can_i(cluster, viewer, verb, SEARCHRUNS, ns), f"view may {verb} searchruns"
+    assert can_i(cluster, viewer, "get", SEARCHRUNS, ns, "status")
+    for verb in ("create", "delete", "update", "patch"):
+        assert not can_i(cluster, viewer, verb, SEARCHRUNS, ns), f"view must not {verb} searchruns"
+    assert not can_i(cluster, editor, "create", SEARCHRUNS, other), "only where the user is an editor"
+
+
 @pytest.mark.cluster
 @pytest.mark.parametrize("scope", ["namespaced", "cluster-wide"])
 def test_rbac_least_privilege_matrix(cluster, scope):
@@ -126,6 +156,7 @@ def test_rbac_least_privilege_matrix(cluster, scope):
         resources = [line.split()[0] for line in listed.splitlines()[1:] if line.strip() and not line.startswith(" ")]
         extra = [r for r in resources if not r.startswith(("selfsubject", "[/")) and r != "Resources"]
         assert not extra, f"the step ServiceAccount can do more than ask what it may do: {extra}"
+        check_aggregated_roles(cluster, release, watched, other)
         figure(f"rbac ({scope}): kubectl auth can-i checks", CAN_I_CALLS[0] - calls_before)
     finally:
         for o in objs:
@@ -211,10 +242,60 @@ def test_no_secret_value_in_status_events_or_logs(cluster, operator, run_ns, rel
     for run in (ok, leaky):
         for k in rel_s3.keys(f"runs/{run['metadata']['uid']}/"):
             places[f"s3 {k}"] = rel_s3.client().get_object(Bucket=BUCKET, Key=k)["Body"].read().decode(errors="replace")
-    assert "***" in leaky["status"]["message"], "the echoed key was redacted, not dropped by luck"
+    # the 401's body (which quoted the key) is not in the message at all: only the status and its reason
+    assert "HTTP 401 (Unauthorized)" in leaky["status"]["message"] and "Incorrect API key" not in places["status"]
     leaks = [where for where, text in places.items() if key in text or key[len("sk-canary-"):] in text]
     figure("secret scan: places searched", len(places))
     assert not leaks, f"the secret appears in: {leaks}"
+
+
+# ------------------------------------------------------------------ agent endpoints (SSRF) and error bodies
+
+LEAK = "AKIAIOSFODNN7EXAMPLE-leak"
+
+
+@pytest.mark.cluster
+@pytest.mark.s3
+@pytest.mark.parametrize("base_url,rule", [
+    ("http://169.254.169.254/latest/meta-data", "host 169.254.169.254 is link-local"),
+    ("http://2852039166/latest/meta-data", "host 2852039166 (169.254.169.254) is link-local"),
+    ("https://10.96.0.1:443/api", "host 10.96.0.1 is in the cluster's service range 10.96.0.0/12"),
+])
+def test_the_webhook_refuses_agent_endpoints_outside_the_policy(cluster, operator, run_ns, base_url, rule):
+    doc = manifest(EXAMPLES / "searchrun-simple.yaml", agent={"type": "openai", "baseURL": base_url, "model": "m"})
+    r = apply(cluster, run_ns, doc, check=False)
+    assert r.returncode != 0, r.stdout
+    assert 'admission webhook "validate.searchrun.dev" denied the request' in r.stderr, r.stderr
+    assert f"spec.agent.baseURL: {rule}, refused by the cluster's agent endpoint policy (policy.agentEndpoints)" in r.stderr, r.stderr
+    assert cluster.kubectl("-n", run_ns, "get", "jobs", "-o", "name").stdout.strip() == "", "no step was started"
+
+
+@pytest.mark.cluster
+@pytest.mark.s3
+def test_an_error_body_with_a_secret_reaches_no_status_or_event(cluster, operator, run_ns, rel_s3, fake_llm):
+    """An allowed endpoint (the scripted server on the host bridge) answers every request with
+    a 500 page holding a secret-looking string: the run fails, saying HTTP 500 and the request
+    id, and the string is nowhere in the SearchRun, its events, its pods or the operator's log."""
+    marker = f"page-{uuid.uuid4().hex}"  # any other part of the page
+    fake_llm.error_reply = (500, f"<html><body><h1>Internal error {marker}</h1><p>key {LEAK}</p></body></html>")
+    doc = manifest(EXAMPLES / "searchrun-simple.yaml", steps__retries=0,
+                   agent={"type": "openai", "baseURL": fake_llm.base_url, "model": "m", "requestTimeoutSeconds": 10})
+    doc["metadata"]["name"] = "llm-error-page"
+    apply(cluster, run_ns, doc)
+    run = wait_finished(cluster, run_ns, "llm-error-page", operator)
+    assert run["status"]["phase"] == "Failed", run["status"].get("message")
+    assert fake_llm.requests, "the step pods reached the allowed endpoint"
+    messages = [run["status"].get("message", "")] + [st.get("message", "") for st in run["status"]["steps"]]
+    assert any("HTTP 500 (Internal Server Error), request id req-fake-0001" in m for m in messages), messages
+    places = {
+        "kubectl get sr -o yaml": cluster.kubectl("-n", run_ns, "get", "sr", "-o", "yaml").stdout,
+        "kubectl get events": cluster.kubectl("-n", run_ns, "get", "events", "-o", "yaml").stdout,
+        "pods": cluster.kubectl("-n", run_ns, "get", "pods", "-o", "json").stdout,  # termination messages
+        "operator log": operator.log_path.read_text(errors="replace"),
+    }
+    leaks = [where for where, text in places.items() if LEAK in text or marker in text]
+    figure("error-body scan: places searched", len(places))
+    assert not leaks, f"the error body appears in: {leaks}"
 
 
 # ------------------------------------------------------------------ artifact keys stay in their run's prefix

@@ -1,7 +1,7 @@
 """A fake OpenAI-compatible chat completions server (a test peer): it answers the openai
 agent's four questions from the prompt itself, records what it was sent, can be slowed down
 (to keep a step's pod busy) and can misbehave like some real servers do (echo the key back in
-an error)."""
+an error, or answer every request with an error page of its choosing)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ class FakeOpenAI:
         self.delay_seconds = 0.0                 # every answer waits this long
         self.echo_key_status: int | None = None  # e.g. 401: answer with an error that quotes the key ...
         self.echo_key_models: set[str] = set()   # ... to every request, or to requests for these models
+        self.prose_models: set[str] = set()      # answer requests for these models in prose (no JSON object)
+        self.error_reply: tuple[int, str] | None = None  # (status, body): every request gets this, as text/html
         self._lock = threading.Lock()
         # a scripted model: prompt -> reply (a dict is sent as JSON, a str as is, None: ``answer``)
         self.model: Callable[[str], dict | str | None] | None = None
@@ -46,6 +48,16 @@ class FakeOpenAI:
                     fake.requests.append({"auth": auth, "prompt": prompt, "t": time.time(), "path": self.path})
                 if fake.delay_seconds:
                     time.sleep(fake.delay_seconds)
+                if fake.error_reply:
+                    status, page = fake.error_reply
+                    data = page.encode()
+                    self.send_response(status)
+                    self.send_header("Content-Type", "text/html")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.send_header("x-request-id", "req-fake-0001")
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
                 if fake.echo_key_status or body.get("model") in fake.echo_key_models:
                     key = auth.removeprefix("Bearer ")
                     self._send(fake.echo_key_status or 401, {"error": {"message": f"Incorrect API key provided: {key}. "
@@ -55,6 +67,8 @@ class FakeOpenAI:
                 if self._scripted(body, prompt):
                     return
                 content = json.dumps(answer(prompt))
+                if body.get("model") in fake.prose_models:
+                    content = "I would rather not answer in JSON."
                 self._send(200, {"id": "chatcmpl-fake", "object": "chat.completion", "model": body.get("model"),
                                  "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
                                               "finish_reason": "stop"}],

@@ -80,7 +80,7 @@ def delete_namespace(cluster, ns: str) -> None:
 
 
 FIGURES: list[tuple[str, str]] = []
-FIGURES_FILE = Path(os.environ.get("SEARCHRUN_CACHE", REPO / ".cache")) / "test-logs" / "reliability-figures.txt"
+FIGURES_FILE = Path(os.environ.get("SEARCHRUN_CACHE", Path.home() / ".cache" / "searchrun")) / "test-logs" / "reliability-figures.txt"
 
 
 def figure(name: str, value) -> None:

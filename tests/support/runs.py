@@ -29,6 +29,16 @@ TEST_OPERATOR_CONFIG = {
 }
 
 
+def with_test_agent_endpoints(config: dict, host_ip: str | None) -> dict:
+    """The test peers that play agent endpoints (support/fake_openai.py) listen on the host's
+    bridge address, which lies in the cluster's pod range: a test operator lists that one
+    address in policy.agentEndpoints.cidrs, as an admin lists an in-cluster model server."""
+    policy = config.get("policy") or {}
+    if not host_ip or "agentEndpoints" in policy:
+        return config
+    return {**config, "policy": {**policy, "agentEndpoints": {"cidrs": [f"{host_ip}/32"]}}}
+
+
 def manifest(path: Path, **spec_overrides) -> dict:
     """A manifest from a file, with ``a__b=value`` overriding ``spec.a.b``."""
     doc = yaml.safe_load(path.read_text())

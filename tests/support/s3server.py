@@ -11,6 +11,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from .console import say
+
 
 class S3Server:
     """A moto_server subprocess. ``stop()``/``start()`` reuse the same host and port."""
@@ -25,6 +27,7 @@ class S3Server:
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
         self._client = None
+        self._announced = False
 
     @property
     def endpoint_url(self) -> str:
@@ -77,22 +80,28 @@ class S3Server:
             self.proc = subprocess.Popen(
                 self._command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
             )
-        deadline = time.monotonic() + timeout
+        t0 = time.monotonic()
+        deadline = t0 + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"moto_server exited with {self.proc.returncode}: {self._log_tail()}")
             try:
                 with urllib.request.urlopen(self.endpoint_url + "/moto-api/", timeout=1) as r:
                     if r.status < 500:
-                        return
+                        return self._up(t0)
             except urllib.error.HTTPError as e:
                 if e.code < 500:
-                    return
+                    return self._up(t0)
             except (OSError, urllib.error.URLError):
                 pass
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"moto_server did not answer on {self.endpoint_url} within {timeout}s: {self._log_tail()}")
+
+    def _up(self, t0: float) -> None:
+        if not self._announced:  # the first start only: some tests restart it many times
+            self._announced = True
+            say(f"S3 server (moto) up at {self.endpoint_url} in {time.monotonic() - t0:.1f} s")
 
     def stop(self) -> None:
         """Stop the server (by its own pid). State is lost: moto keeps it in memory."""

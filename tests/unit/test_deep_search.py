@@ -178,3 +178,17 @@ def test_default_budgets_reach_an_answer_two_links_past_a_seed(tmp_path):
     assert rc == 0, out
     depth = {s["doc"]: s["depth"] for s in lineage["status"]["steps"] if s["type"] == "traverse_node"}
     assert depth.get("dana") == 3, depth
+
+
+def test_a_seed_answer_keeps_the_link_that_explains_it(tmp_path):
+    """With seeds only (maxDepth 1, four of them), the identity team is a seed: judged as reached from the
+    mailer, which links to it, it answers, and its evidence path starts at the mailer."""
+    corpus = _corpus_file(tmp_path, ORG)
+    spec = {"query": TEAM_Q, "corpus": {"uri": str(corpus)}, "budget": {"maxDepth": 1, "maxAgents": 4}}
+    rc, out, lineage, run_dir = _run(tmp_path, spec)
+    assert rc == 0, out
+    answers = {a["docId"]: a for a in json.loads((run_dir / "report.json").read_text())["answers"]}
+    assert "identity-team" in answers, out
+    team = answers["identity-team"]
+    assert team["depth"] == 1
+    assert [(h["doc"], h["via"]) for h in team["path"]] == [("mailer", ""), ("identity-team", "owned_by")]

@@ -253,3 +253,14 @@ def test_invariants_hold_for_any_run(budget, n_docs, branching, answer_rate, fai
     # deterministic: the same inputs plan the same lineage
     again = simulate(s, graph_outcome(g, fail_rate=fail_rate, tokens=tokens, seed=seed, intent=intent), max_rounds=5000)
     assert [(x.id, x.doc, x.phase) for x in again.status.steps] == [(x.id, x.doc, x.phase) for x in st_.steps]
+
+
+def test_a_too_long_document_id_in_a_step_result_states_the_limit():
+    from searchrun.engine.types import MAX_ID_CHARS as MAX_DOC_ID_CHARS
+
+    assert MAX_DOC_ID_CHARS == 256
+    StepResult.from_dict({"next": ["d" * 256]})
+    for field in ("next", "seeds"):
+        with pytest.raises(ValueError) as e:
+            StepResult.from_dict({field: ["ok", "d" * 257]})
+        assert f"step result field {field!r}" in str(e.value) and "256 characters" in str(e.value), str(e.value)

@@ -121,3 +121,19 @@ def test_step_jobs_can_be_managed_by_another_job_controller():
     for bad in ("no-slash", "Upper.io/x", "a/" + "x" * 70):
         with pytest.raises(ValidationError):
             OperatorConfig(stepJobManagedBy=bad)
+
+
+def test_a_permanent_failure_fails_the_job_at_once():
+    """Exit code EXIT_PERMANENT (bad input, a document not in the corpus, a malformed agent reply)
+    fails the Job without pod retries: a podFailurePolicy on the step container (which needs
+    restartPolicy Never); other failures keep backoffLimit."""
+    from searchrun.steps import EXIT_PERMANENT
+
+    a, job = _job()
+    spec = job["spec"]
+    pod = spec["template"]["spec"]
+    assert pod["restartPolicy"] == "Never" and spec["backoffLimit"] == a.retries
+    rules = spec["podFailurePolicy"]["rules"]
+    assert rules == [{"action": "FailJob", "onExitCodes": {"containerName": "step", "operator": "In", "values": [EXIT_PERMANENT]}}]
+    assert [c["name"] for c in pod["containers"]] == ["step"]
+    assert EXIT_PERMANENT not in (0, 1)

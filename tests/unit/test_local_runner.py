@@ -137,3 +137,106 @@ def test_crd_and_validate_commands(tmp_path):
     assert r.returncode == 0 and "kind: CustomResourceDefinition" in r.stdout
     r = searchrun("validate", str(EXAMPLES / "searchrun.yaml"), cwd=tmp_path)
     assert r.returncode == 0 and "valid SearchRun 'quantum-ml'" in r.stdout
+
+
+STEP_WRAPPER = """
+import json, os, sys
+ctx = json.loads(os.environ["SEARCHRUN_STEP"])
+if ctx["step"]["stepId"] == "plan":
+    print("step failed: plan failed (exit %s)" % os.environ["PLAN_EXIT"], file=sys.stderr)
+    sys.exit(int(os.environ["PLAN_EXIT"]))
+from searchrun.cli import main
+sys.exit(main(["step"] + sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("code,attempts", [(3, 1), (1, 3)])
+def test_the_local_runner_retries_transient_failures_only(tmp_path, monkeypatch, code, attempts):
+    """A step that exits EXIT_PERMANENT is not retried (as a Job's podFailurePolicy does on a
+    cluster); any other failure keeps its retries."""
+    from searchrun.executors.local import LocalExecutor
+    from searchrun.manifest import validate
+    from searchrun.steps import EXIT_PERMANENT
+
+    assert (code == EXIT_PERMANENT) == (attempts == 1)
+    wrapper = tmp_path / "step.py"
+    wrapper.write_text(STEP_WRAPPER)
+    monkeypatch.setenv("PLAN_EXIT", str(code))
+    run = validate({"apiVersion": "searchrun.dev/v1alpha1", "kind": "SearchRun", "metadata": {"name": "t"},
+                    "spec": {"query": "How can quantum computing speed up machine learning, and what limits it?",
+                             "steps": {"retries": 2, "backoffSeconds": 0.01}}})
+    ex = LocalExecutor(run, f"file://{tmp_path}/store", "builtin:sample", step_command=[sys.executable, str(wrapper)])
+    res = ex.execute()
+    plan = next(s for s in res.status["steps"] if s["id"] == "plan")
+    assert plan["phase"] == "Failed" and plan["attempts"] == attempts, plan
+    assert f"exit {code}" in plan["message"]
+
+
+def test_quiet_prints_the_one_line_outcome(tmp_path):
+    r = searchrun("run", "--quiet", str(EXAMPLES / "searchrun-simple.yaml"), cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Run Succeeded: "), r.stdout
+    m = write_manifest(tmp_path, {"query": "What is BM25?", "steps": {"retries": 0}})
+    r = searchrun("run", "--quiet", str(m), cwd=tmp_path, env={"SEARCHRUN_FAIL_STEPS": "simple"})
+    assert r.returncode == 1 and len(r.stdout.splitlines()) == 1
+    assert r.stdout.startswith("Run Failed: simple_search failed")
+
+
+BAD_METADATA = [
+    ({"name": "n" * 254}, "metadata.name: must be at most 253 characters"),
+    ({"name": "Not_A_Name"}, "metadata.name: String should match pattern"),
+    ({"name": "a..b"}, "metadata.name: String should match pattern"),
+    ({"name": "a.-b"}, "metadata.name: String should match pattern"),
+    ({"name": "ok", "annotations": {"a": 1}}, "metadata.annotations.a: Input should be a valid string"),
+    ({"name": "ok", "annotations": ["a"]}, "metadata.annotations: Input should be a valid dictionary"),
+    ({"name": "ok", "labels": {"team": True}}, "metadata.labels.team: Input should be a valid string"),
+    ({"name": "ok", "labels": {"team": "a b"}}, "label 'team': a value must be at most 63 characters"),
+    ({"name": "ok", "labels": {"bad key!": "x"}}, "label key 'bad key!'"),
+    ({"name": "ok", "annotations": {"x/" * 2 + "y": "v"}}, "annotation key"),
+    ({"name": "ok", "namespace": "Team A"}, "metadata.namespace: String should match pattern"),
+]
+
+
+@pytest.mark.parametrize("meta,message", BAD_METADATA, ids=[m for _, m in BAD_METADATA])
+def test_metadata_is_validated_as_the_api_server_does(meta, message):
+    from searchrun.manifest import ManifestError, validate
+
+    with pytest.raises(ManifestError) as e:
+        validate({"apiVersion": "searchrun.dev/v1alpha1", "kind": "SearchRun", "metadata": meta, "spec": {"query": "q"}})
+    assert message in str(e.value)
+
+
+def test_good_metadata_is_accepted():
+    from searchrun.manifest import validate
+
+    run = validate({"apiVersion": "searchrun.dev/v1alpha1", "kind": "SearchRun",
+                    "metadata": {"name": "a" * 253, "namespace": "team-a", "labels": {"app.kubernetes.io/name": "x", "e": ""},
+                                 "annotations": {"example.com/note": "any text: ü \n"}}, "spec": {"query": "q"}})
+    assert run.metadata.labels == {"app.kubernetes.io/name": "x", "e": ""}
+
+
+def test_yaml_alias_expansion_is_bounded_anywhere_in_the_document(tmp_path):
+    """A billion-laughs manifest: small on disk, huge once its aliases are expanded, in metadata
+    (which the models keep as they are) as well as in spec."""
+    bomb = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 9):
+        bomb.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]")
+    for where in ("metadata", "spec"):
+        text = "apiVersion: searchrun.dev/v1alpha1\nkind: SearchRun\n"
+        body = "\n".join("  " + line for line in bomb)
+        if where == "metadata":
+            text += f"metadata:\n  name: bomb\n  laughs:\n  {body.replace(chr(10), chr(10) + '  ')}\nspec:\n  query: q\n"
+        else:
+            text += f"metadata:\n  name: bomb\nspec:\n  query: q\n  laughs:\n  {body.replace(chr(10), chr(10) + '  ')}\n"
+        p = tmp_path / f"{where}.yaml"
+        p.write_text(text)
+        r = searchrun("run", str(p), cwd=tmp_path, timeout=60)
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert "expands to more than 100000 nodes" in r.stderr and "Traceback" not in r.stderr
+    ok = tmp_path / "aliases.yaml"
+    ok.write_text("apiVersion: searchrun.dev/v1alpha1\nkind: SearchRun\nmetadata:\n  name: ok\n"
+                  "spec:\n  query: q\n  budget: &b {maxAgents: 2}\n")
+    from searchrun.manifest import load_manifest
+
+    assert load_manifest(ok).spec.budget.maxAgents == 2

@@ -102,17 +102,31 @@ def test_two_hop_answer_needs_the_path(agent):
     assert "open:" in seed.note and "team" in seed.note.split("open:")[1]
     assert seed.proposals[0] == Proposal("identity-team", "owned_by", seed.proposals[0].reason)
     assert "team" in seed.proposals[0].reason
-    # alone, the team's document covers too little of the question
-    alone = agent.traverse(TEAM_Q, "identity-team", 3, 5000)
-    assert not alone.found
+    # on its own words (no document that ranks for the question links to it) the team's
+    # document covers too little of the question
+    unlinked = {**ORG, "mailer": {**ORG["mailer"], "relationships": {"depends_on": ["smtp-relay"]}},
+                "login-service": {**ORG["login-service"], "relationships": {}}}
+    alone = OfflineAgent(corpus(unlinked), 0.35).traverse(TEAM_Q, "identity-team", 3, 5000)
+    assert not alone.found and not alone.implied
     # with the path that led to it, it answers
     dec = agent.traverse(TEAM_Q, "identity-team", 3, 5000, child_path(agent, "mailer", seed, "identity-team"))
     assert dec.found and dec.score > alone.score and "path covered" in dec.reason
 
 
+def test_a_seed_is_judged_with_the_link_from_a_document_that_ranks_for_the_question(agent):
+    """A seed has no path, but the mailer (the best match) links to the team: judged as reached
+    from it, the team answers, and says which hop it assumed."""
+    dec = seed_step(agent, TEAM_Q, "identity-team")
+    assert dec.found and dec.implied == (Hop("mailer", "Mailer service", "owned_by"),)
+    assert "judged as reached from mailer via owned_by" in dec.reason
+
+
 def test_no_single_document_answers_the_two_hop_question(agent):
+    """Without a path (its own, or one implied by a link from a document that ranks for the
+    question), no document answers."""
     for doc in agent.corpus.ids():
-        assert not agent.traverse(TEAM_Q, doc, 3, 5000).found, doc
+        dec = agent.traverse(TEAM_Q, doc, 3, 5000)
+        assert not dec.found or dec.implied, doc
 
 
 def test_a_sibling_that_echoes_the_path_is_not_an_answer(agent):
@@ -250,3 +264,78 @@ def test_what_is_x_returns_the_one_document_about_x(agent):
 )
 def test_intent(query, intent):
     assert classify(query)[0] == intent
+
+
+# ---------------------------------------------------------------- bad corpora
+
+BIG = " ".join(["payments ledger reconciles invoices nightly"] * 40_000)[:1_000_000]  # ~1 MiB
+
+HOSTILE = {
+    "ledger": {
+        "title": "Ledger service",
+        "type": "service",
+        "content": BIG,
+        "relationships": {"zz_unheard_of_kind": ["finance-team"], "self": ["ledger"], "loops_to": ["cycle-a"],
+                          "points_at": ["no-such-doc"], "": ["untitled"]},
+    },
+    "finance-team": {"title": "Finance team", "type": "team", "content": "Owns the ledger. On call weekdays.",
+                     "relationships": {"owns": ["ledger"], "Ω-weird kind!": ["finance-team", "ghost"]}},
+    "cycle-a": {"title": "Cycle A", "content": "first of three", "relationships": {"next": ["cycle-b"]}},
+    "cycle-b": {"title": "Cycle B", "content": "second of three", "relationships": {"next": ["cycle-c"]}},
+    "cycle-c": {"title": "Cycle C", "content": "third of three", "relationships": {"next": ["cycle-a", "ledger"]}},
+    "untitled": {"title": "", "type": "", "content": "", "relationships": {"up": ["ledger"]}},
+}
+HOSTILE_Q = "Which team is on call for the service that reconciles the payments ledger?"
+
+
+@pytest.fixture(scope="module")
+def hostile() -> OfflineAgent:
+    return OfflineAgent(corpus(HOSTILE), 0.35)
+
+
+def test_unknown_kinds_cycles_self_and_dangling_links_do_not_crash(hostile):
+    """Every document, as a seed and as a child of every linking document: no crash, a bounded
+    note, no proposal of itself or of a missing document, tokens within the allowance."""
+    ids = hostile.corpus.ids()
+    for doc in ids:
+        paths = [PathContext()]
+        for src in ids:
+            for kind, dst in hostile.corpus.links(src):
+                if dst == doc:
+                    paths.append(PathContext((Hop(src, hostile.corpus.get(src).title),), kind, "established: x; open: y"))
+        for path in paths:
+            for allowance in (5, 400, 5000):
+                dec = hostile.traverse(HOSTILE_Q, doc, 2, allowance, path, max_note_chars=120)
+                assert len(dec.note) <= 120 and dec.usage.tokens <= allowance
+                assert all(p.doc_id != doc and p.doc_id in hostile.corpus for p in dec.proposals), (doc, dec.proposals)
+    seeds, _ = hostile.plan_seeds(HOSTILE_Q, 3, 5000)
+    assert seeds and len(set(seeds)) == len(seeds)
+    hits, _ = hostile.simple_search("What is the ledger?", 3, 5000)
+    assert [h.doc_id for h in hits][:1] == ["ledger"]
+
+
+def test_a_1mib_document_is_read_only_as_far_as_the_allowance_goes(hostile):
+    dec = hostile.traverse(HOSTILE_Q, "ledger", 2, 5000, PathContext())
+    assert dec.usage.tokens <= 5000 and "read the first" in dec.reason and len(dec.snippet) <= 300
+    # the team reached from the big ledger: the note the ledger wrote is bounded and the team answers
+    path = PathContext((Hop("ledger", "Ledger service"),), "zz_unheard_of_kind", dec.note)
+    team = hostile.traverse(HOSTILE_Q, "finance-team", 2, 5000, path)
+    assert len(dec.note) <= 400 and team.usage.tokens <= 5000
+
+
+def test_an_empty_title_is_handled(hostile):
+    for path in (PathContext(), PathContext((Hop("ledger", ""),), "", "")):
+        dec = hostile.traverse(HOSTILE_Q, "untitled", 2, 5000, path)
+        assert not dec.found and len(dec.note) <= 400
+    assert hostile.traverse("", "untitled", 2, 5000).found is False
+
+
+def test_the_notes_own_labels_are_no_evidence():
+    """ "established" (a label of the note) is related to "build" in the lexicon: it must not
+    cover "building"."""
+    from searchrun.agents.scoring import analyse, path_covered
+
+    q = analyse("Which building is the unit with ventilators in?")
+    note = "established: unit, ventilators (Intensive care unit); answered by Intensive care unit; open: building"
+    covered = path_covered(q, PathContext((Hop("icu", "Intensive care unit"),), "located_in", note))
+    assert "unit" in covered and not any(s.startswith("build") for s in covered)

@@ -284,3 +284,17 @@ def test_phase_badge(phase, cls):
     data["run"]["phase"] = phase
     page = render_report(data)
     assert f'class="badge {cls}"' in page
+
+
+def test_control_characters_and_lone_surrogates_never_reach_the_page():
+    """A NUL (or another control character) in the query or a title was written raw into
+    report.html; a lone surrogate made the page impossible to encode. Each is shown as U+FFFD;
+    newlines and tabs stay."""
+    data = sample()
+    data["run"]["query"] = "nul\x00 bell\x07 esc\x1b[31m c1\x85 tab\tnew\nline"
+    data["answers"][0]["title"] = "half \ud800 a pair"
+    page = render_report(data)
+    page.encode("utf-8")  # no lone surrogate left
+    assert not any(c in page for c in "\x00\x07\x1b\x85\ud800")
+    assert "nul\ufffd bell\ufffd esc\ufffd[31m c1\ufffd tab\tnew\nline" in page
+    assert "half \ufffd a pair" in page

@@ -123,6 +123,13 @@ policy:
   caps: {{ .Values.policy.caps | toJson }}
   corpusSchemes: {{ .Values.policy.corpusSchemes | toJson }}
   allowOpenAI: {{ .Values.policy.allowOpenAI }}
+  {{- with .Values.policy.agentEndpoints }}
+  agentEndpoints:
+    allow: {{ .allow | default list | toJson }}
+    cidrs: {{ .cidrs | default list | toJson }}
+    serviceCIDRs: {{ .serviceCIDRs | default list | toJson }}
+    podCIDRs: {{ .podCIDRs | default list | toJson }}
+  {{- end }}
 {{- end -}}
 
 {{/* RBAC rules (templates/rbac.yaml). */}}

@@ -66,10 +66,18 @@ class TraverseDecision:
     usage: Usage = Usage()
     note: str = ""  # for this step's children: at most max_note_chars characters
     proposals: tuple[Proposal, ...] = ()  # ranked; ``next`` is their doc ids
+    # a seed judged as if reached from a document that links to it: that hop (the link kind is
+    # the one into this document); the step's evidence path starts there
+    implied: tuple[Hop, ...] = ()
 
 
 class AgentError(RuntimeError):
     """An unrecoverable agent failure (bad endpoint, out of retries). Never carries secrets."""
+
+
+class AgentReplyError(AgentError):
+    """The endpoint answered, but not usably (no JSON object in the answer), after the agent's own
+    retries: running the step again would ask the same question of the same model."""
 
 
 @runtime_checkable

@@ -5,7 +5,9 @@
   ("..., and what limits it?") are deep. "how" or "and" alone decide nothing.
 * ``plan_seeds``: BM25 (:mod:`.bm25`) over the query's terms and, at a lower weight, their
   related words from the lexicon (:mod:`.lexicon`).
-* ``traverse``: judges the document together with the path that led to it (:mod:`.scoring`),
+* ``traverse``: judges the document together with the path that led to it (:mod:`.scoring`);
+  a seed, which has no path, is also judged as reached from one of the documents that link to
+  it and match the question themselves (``implied``; the step's evidence path starts there),
   writes a bounded note for its children (what is established, what is still open) and ranks
   every child by how well its title, type, link kind and first words cover what is still open.
   No child is dropped for sharing no word with the query.
@@ -25,9 +27,9 @@ from __future__ import annotations
 from typing import Optional
 
 from ..corpus import Corpus
-from .base import DEFAULT_MAX_NOTE_CHARS, Hit, PathContext, Proposal, TraverseDecision, Usage, usage
+from .base import DEFAULT_MAX_NOTE_CHARS, Hit, Hop, PathContext, Proposal, TraverseDecision, Usage, usage
 from .bm25 import BM25Index, index_for, index_text  # noqa: F401  (re-exported)
-from .scoring import Question, View, analyse, judge, note_for, path_covered
+from .scoring import Question, View, agent_types, analyse, judge, note_for, path_answered, path_covered
 from .text import (  # noqa: F401  (re-exported for the openai agent and tests)
     WORD_RE,
     clip,
@@ -45,6 +47,8 @@ from .intent import classify
 RELATED_SEED_WEIGHT = 0.3
 PEEK_WORDS = 15  # words of a child's content read to rank it (besides its title, type and link kind)
 RELATIVE_CUT = 0.6  # a simple-search hit scores at least this share of the best one
+IMPLIED_SCAN = 16  # a seed may be judged as reached from one of the first documents that link to it ...
+IMPLIED_READ = 2  # ... ranked by title and first words; at most this many are read in full
 
 
 class OfflineAgent:
@@ -55,6 +59,26 @@ class OfflineAgent:
         self.threshold = float(threshold)
         self.cost_per_1k = float(cost_per_1k)
         self.index = index_for(corpus)
+        self._incoming: Optional[dict[str, list[tuple[str, str]]]] = None
+        self._agents: Optional[frozenset] = None
+
+    def agents(self) -> frozenset:
+        """This corpus's document types that are people or groups (see :func:`.scoring.agent_types`)."""
+        if self._agents is None:
+            docs = self.corpus.documents
+            self._agents = agent_types(
+                (d.type, kind, docs[dst].type) for d in docs.values() for kind, dst in self.corpus.links(d.id))
+        return self._agents
+
+    def incoming(self, doc_id: str) -> list[tuple[str, str]]:
+        """(source, relationship kind) of every followable link into ``doc_id``, in corpus order."""
+        if self._incoming is None:
+            inc: dict[str, list[tuple[str, str]]] = {}
+            for src in self.corpus.documents:
+                for kind, dst in self.corpus.links(src):
+                    inc.setdefault(dst, []).append((src, kind))
+            self._incoming = inc
+        return self._incoming.get(doc_id, [])
 
     def _usage(self, n_words: int) -> Usage:
         return usage(estimate_tokens(n_words), self.cost_per_1k)
@@ -110,13 +134,13 @@ class OfflineAgent:
         doc = self.corpus.documents[doc_id]
         n = self.index.nwords(self.index.pos[doc_id])
         if n <= left:
-            return View(doc.title, doc.type, relation, doc.content), n, doc.content, False
+            return View(doc.title, doc.type, relation, doc.content, self.agents()), n, doc.content, False
         tw = count_words(doc.title)
         if tw >= left:
             title, content = truncate_words(doc.title, left), ""
         else:
             title, content = doc.title, truncate_words(doc.content, left - tw)
-        return View(title, doc.type, relation, content), count_words(title) + count_words(content), content, True
+        return View(title, doc.type, relation, content, self.agents()), count_words(title) + count_words(content), content, True
 
     def simple_search(self, query: str, k: int, allowance: int) -> tuple[list[Hit], Usage]:
         if allowance <= 0 or k <= 0:
@@ -184,11 +208,18 @@ class OfflineAgent:
         view, n, content, truncated = self._view(doc_id, left, relation)
         left -= n
         read += n
-        j = judge(q, view, covered_by_path, self.threshold)
+        j = judge(q, view, covered_by_path, self.threshold, after_answer=path_answered(path))
         if covered_by_path and not j.found:
             alone = judge(q, view, (), self.threshold)  # an answer on its own, whatever the path says
             if alone.found:
                 j = alone
+        implied: tuple[Hop, ...] = ()
+        if (path is None or not path.hops) and j.score < 1.0:
+            ij, implied, peeked = self._implied_path(q, doc_id, content, left)
+            left -= peeked
+            read += peeked
+            if ij is not None and (not j.found or ij.score > j.score):
+                j, covered_by_path = ij, path_covered(q, PathContext(implied, implied[0].relation, ""))
         snip = snippet(content or doc.title, q.stems, self.index.idf)
         open_terms = [t for t in q.terms if t.stem not in j.covered]
         props, peeked = self._rank_children(q, doc_id, open_terms, 2 * k, left) if k > 0 else ([], 0)
@@ -203,6 +234,8 @@ class OfflineAgent:
         parts = [f"score {j.score:.2f} >= threshold {self.threshold:.2f}" if j.found else (j.why_not or "not an answer")]
         if j.matched:
             parts.append("matched " + ", ".join(f"{s} ({w})" for s, _, w in j.matched[:8]))
+        if implied:
+            parts.append(f"judged as reached from {implied[0].doc_id} via {implied[0].relation}")
         if covered_by_path:
             parts.append(f"path covered {len(covered_by_path)} of {len(q.terms)} terms")
         if truncated:
@@ -217,7 +250,48 @@ class OfflineAgent:
             self._usage(read),
             note=note,
             proposals=tuple(props),
+            implied=implied,
         )
+
+    def _implied_path(self, q: Question, doc_id: str, content: str, left: int):
+        """A seed has no path; but a document that links to it and is itself a match for the
+        question is the path a traversal would have taken. (judgement as reached from the best such
+        document, or None; that hop; words read)."""
+        inc = self.incoming(doc_id)
+        if not inc or left <= 0 or not q.terms:
+            return None, (), 0
+        read = 0
+        peeked = []
+        for j, (src, kind) in enumerate(inc[:IMPLIED_SCAN]):  # rank them as children are ranked
+            c = self.corpus.documents[src]
+            peek = truncate_words(c.content, PEEK_WORDS)
+            cost = count_words(c.title) + count_words(peek)
+            if src == doc_id or read + cost > left:
+                continue
+            read += cost
+            view = View(c.title, c.type, None, peek, self.agents())
+            peeked.append((-sum(view.strength(t)[0] for t in q.terms), j, src, kind))
+        parents = sorted(peeked)[:IMPLIED_READ]
+        doc = self.corpus.documents[doc_id]
+        best = None
+        for _, _, src, kind in parents:
+            pview, n, _, _ = self._view(src, left - read)
+            read += n
+            if read >= left:
+                break
+            pj = judge(q, pview, (), self.threshold)
+            if pj.score < self.threshold or not pj.covered:
+                continue  # a path from a document that is itself no match for the question is none
+            ptitle = self.corpus.documents[src].title
+            hop = Hop(src, ptitle, None)
+            ppath = PathContext((hop,), kind, note_for(q, pj.covered, ptitle, pj.found))
+            covered = path_covered(q, ppath)
+            j = judge(q, View(doc.title, doc.type, kind, content, self.agents()), covered, self.threshold, after_answer=pj.found)
+            if j.found and (best is None or j.score > best[0].score):
+                best = (j, (Hop(src, ptitle, kind),))
+        if best is None:
+            return None, (), read
+        return best[0], best[1], read
 
     def _rank_children(self, q: Question, doc_id: str, open_terms: list, limit: int, left: int) -> tuple[list[Proposal], int]:
         """Every child ranked by how well it can cover ``open_terms`` (all terms once nothing is
@@ -233,11 +307,11 @@ class OfflineAgent:
             if cost <= left:
                 left -= cost
                 read += cost
-                view = View(c.title, c.type, kind, peek)
+                view = View(c.title, c.type, kind, peek, self.agents())
                 got = [(t, *view.strength(t)) for t in want]
-                score = sum(m for _, m, _ in got) / len(want)
-                if q.focus is not None and view.focus_strength(q) >= 0.5:
-                    score += 0.5
+                score = sum(m for _, m, _ in got) / len(want) if want else 0.0
+                if q.focus is not None:
+                    score += 0.5 * view.focus_strength(q)  # surely the kind of thing asked for: more
                 best = [f"{t.surface} ({w})" for t, m, w in sorted(got, key=lambda x: -x[1]) if m > 0][:3]
                 why = ("may cover " + ", ".join(best)) if best else "shares no open term; still a way on"
             scored.append((-round(score, 6), j, Proposal(child, kind, f"via {kind}: {why}")))

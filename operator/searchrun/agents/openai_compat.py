@@ -19,15 +19,20 @@ Failures: 429, 5xx, timeouts and connection errors are retried with
 exponential backoff (``Retry-After`` seconds honoured), at most
 ``MAX_ATTEMPTS`` attempts; other HTTP errors, redirects and running out of
 attempts raise :class:`AgentError`. The API key is only ever put in the
-``Authorization`` header: error messages are built from status codes and
-redacted response text, never from the request.
+``Authorization`` header. Errors name the HTTP status, its reason phrase and the
+``x-request-id``, never the body (anyone's page may come back, and errors reach
+the run's status); the body is logged at debug level only. Where it may connect:
+``endpoint_policy`` (on a cluster the operator's ``policy.agentEndpoints``),
+checked at start and, by ``guarded_http``, at every connection.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import logging
 import math
+import os
 import socket
 import time
 import urllib.error
@@ -35,7 +40,9 @@ import urllib.request
 from typing import Any, Callable, Optional
 
 from ..corpus import Corpus
-from .base import SNIPPET_CHARS, AgentError, Hit, TraverseDecision, Usage, usage
+from ..endpoint_policy import AgentEndpointPolicy, step_policy, url_problem
+from .guarded_http import EndpointRefused, guarded_opener, request_id
+from .base import SNIPPET_CHARS, AgentError, AgentReplyError, Hit, TraverseDecision, Usage, usage
 from .offline import OfflineAgent, index_for, query_terms, snippet
 from . import openai_schema as schema
 from .base import DEFAULT_MAX_NOTE_CHARS, PathContext
@@ -47,6 +54,7 @@ MIN_ANSWER_TOKENS = 48
 ANSWER_TOKENS = {"intent": 96, "seeds": 192, "search": 384, "traverse": 320}
 MAX_DOC_CHARS = 12_000
 MAX_RETRY_AFTER_SECONDS = 60.0
+LOG = logging.getLogger(__name__)
 
 SYSTEM = (
     "You are a careful research assistant that helps search a graph of documents. "
@@ -76,13 +84,6 @@ def first_json_object(text: str) -> Optional[dict]:
             return obj
         i = text.find("{", i + 1)
     return None
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """Never follow redirects: that would forward the Authorization header to another URL."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: D401
-        return None
 
 
 class _Retryable(Exception):
@@ -119,9 +120,14 @@ class OpenAICompatAgent:
         backoff_seconds: float = 1.0,
         max_backoff_seconds: float = 20.0,
         sleep: Callable[[float], None] = time.sleep,
+        policy: Optional[AgentEndpointPolicy] = None,
     ):
         if not spec.baseURL or not spec.model:
             raise AgentError("agent.baseURL and agent.model are required for the openai agent")
+        self.policy = policy if policy is not None else step_policy(os.environ)
+        why = url_problem(spec.baseURL, self.policy, field="agent.baseURL")
+        if why:
+            raise EndpointRefused(why)
         self.url = spec.baseURL.rstrip("/") + "/chat/completions"
         self.model = spec.model
         self.timeout = float(spec.requestTimeoutSeconds)
@@ -132,7 +138,7 @@ class OpenAICompatAgent:
         self.backoff_seconds = backoff_seconds
         self.max_backoff_seconds = max_backoff_seconds
         self._sleep = sleep
-        self._opener = urllib.request.build_opener(_NoRedirect)
+        self._opener = guarded_opener(self.policy)
         self._offline = OfflineAgent(corpus, self.threshold)
         self._index = index_for(corpus)
 
@@ -155,12 +161,15 @@ class OpenAICompatAgent:
             with self._opener.open(req, timeout=self.timeout) as resp:
                 raw = resp.read()
         except urllib.error.HTTPError as e:
-            try:
-                detail = e.read(500).decode("utf-8", "replace")
-            except Exception:
-                detail = ""
-            detail = self._redact(" ".join(detail.split()))[:200]
-            where = f"{self.url} returned HTTP {e.code}" + (f": {detail}" if detail else "")
+            rid = request_id(e.headers)
+            where = f"{self.url} returned HTTP {e.code} ({http.client.responses.get(e.code, 'error')})"
+            where += f", request id {rid}" if rid else ""
+            if LOG.isEnabledFor(logging.DEBUG):  # the body may be anyone's page: debug log only, never the message
+                try:
+                    body = e.read(500).decode("utf-8", "replace")
+                except Exception:
+                    body = ""
+                LOG.debug("%s; body (truncated): %s", where, self._redact(" ".join(body.split()))[:200])
             if e.code == 429 or 500 <= e.code <= 599:
                 retry_after = None
                 ra = e.headers.get("Retry-After") if e.headers else None
@@ -175,7 +184,9 @@ class OpenAICompatAgent:
             raise AgentError(where) from None
         except (urllib.error.URLError, http.client.HTTPException, ConnectionError, socket.timeout, TimeoutError, OSError) as e:
             reason = getattr(e, "reason", None) or e
-            raise _Retryable(f"cannot reach {self.url}: {self._redact(str(reason))[:200]}") from None
+            # a malformed reply (http.client.HTTPException) quotes what the server sent: name it only
+            shown = type(reason).__name__ if isinstance(reason, http.client.HTTPException) else self._redact(str(reason))[:200]
+            raise _Retryable(f"cannot reach {self.url}: {shown}") from None
         try:
             data = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError):
@@ -198,6 +209,7 @@ class OpenAICompatAgent:
         ).encode("utf-8")
         tokens = 0
         last = ""
+        malformed = False  # the last attempt got an answer, but no JSON object in it
         for attempt in range(1, MAX_ATTEMPTS + 1):
             delay: Optional[float] = None
             try:
@@ -207,9 +219,9 @@ class OpenAICompatAgent:
                 obj = parse(content) if content is not None else None
                 if obj is not None:
                     return obj, tokens
-                last = f"{self.url}: the model's answer holds no JSON object"
+                last, malformed = f"{self.url}: the model's answer holds no JSON object", True
             except _Retryable as e:
-                last = str(e)
+                last, malformed = str(e), False
                 delay = e.retry_after
             if attempt < MAX_ATTEMPTS:
                 if delay is None:
@@ -217,7 +229,7 @@ class OpenAICompatAgent:
                 else:
                     delay = min(delay, MAX_RETRY_AFTER_SECONDS)  # the server's Retry-After, bounded
                 self._sleep(max(0.0, delay))
-        raise AgentError(f"{last} (gave up after {MAX_ATTEMPTS} attempts)")
+        raise (AgentReplyError if malformed else AgentError)(f"{last} (gave up after {MAX_ATTEMPTS} attempts)")
 
     @staticmethod
     def _content_of(data: dict) -> Optional[str]:

@@ -24,9 +24,10 @@ def _offline(spec: AgentSpec, corpus: Corpus, env: Mapping[str, str]) -> Agent:
 def _openai(spec: AgentSpec, corpus: Corpus, env: Mapping[str, str]) -> Agent:
     # Imported here, not at the top: it brings in the HTTP client (urllib.request, ssl, http.client),
     # which a step of an offline run, the common case, would otherwise load at every start.
+    from ..endpoint_policy import step_policy
     from .openai_compat import OpenAICompatAgent
 
-    return OpenAICompatAgent(spec, corpus, env.get(spec.apiKeyEnv) or None)
+    return OpenAICompatAgent(spec, corpus, env.get(spec.apiKeyEnv) or None, policy=step_policy(env))
 
 
 AGENT_KINDS: dict[str, AgentFactory] = {

@@ -14,11 +14,18 @@ terms the path already covered (the parent's note and the ancestors' titles and 
 count ``PATH_CREDIT`` each, the rest what this document gives. No corpus statistic enters it, so
 a score (and the threshold) means the same in a 12- and a 5,000-document corpus. A document
 answers when the score reaches the threshold and it contributes itself: it matches the focus
-in its title, type or incoming link kind (a "who" question is answered by a person, team or
-organisation, or the target of an ``..._by`` link), it covers at least ``MIN_OWN_OPEN`` of what
-was still open, a seed with at least two of a longer question's terms, and a document reached
-by a link through its title, type or link kind - so one incidental word, or an echo of the
-seed's subject, is never an answer.
+in its title, type or incoming link kind (a "who" question is answered by what its type or
+its title's head noun says is a person, team or organisation - or a type this corpus uses for
+them, see :func:`agent_types` - or by an untyped target of an ``..._by`` link), it covers at
+least ``MIN_OWN_OPEN`` of what was still open, a seed with at least two of a longer question's
+terms, and a document reached by a link through its title, type or link kind - so one
+incidental word, or an echo of the seed's subject, is never an answer. Past a document that
+answered, the next one must give an open term strongly itself (the path does not drift on to
+the answer's team or manager).
+
+The link into a document is its own evidence (``View.kind``), not the path's; related words
+met in passing in the content count ``CONTENT_SYNONYM_WEIGHT`` and establish nothing for the
+note.
 """
 
 from __future__ import annotations
@@ -37,12 +44,15 @@ B = 0.75
 REF_WORDS = 150
 IDEAL_TF = 2
 SYNONYM_WEIGHT = 0.5
+CONTENT_SYNONYM_WEIGHT = 0.3  # a related word in passing in the content is weaker evidence still
 KIND_WEIGHT = 0.8
 PATH_CREDIT = 0.9
 MIN_OWN_OPEN = 0.34
 STRONG = 0.6
 CONTENT_ONLY_SCORE = 0.75  # a document whose labels share nothing with a longer question answers on content this strong
 MAX_RELATED_PER_TERM = 24
+CLASS_MATCH = 0.75  # "which sponsor ...?" and a company reached by hosted_by: who, if not which
+OPENING_WORDS = 8  # a document's first words often say what it is ("A single machine with ...")
 
 WHO = "\x00who"  # the focus of a "who ..." question: a person, team, owner or organisation
 WHERE = "\x00where"  # the focus of a "where ..." question: a place
@@ -50,7 +60,15 @@ _WHO_TERMS = frozenset(
     terms_of(
         """team person people owner group squad engineer lead leader manager maintainer director head
         chief staff contractor company firm vendor supplier provider department organisation
-        organization agency operator"""
+        organization agency operator committee board council panel crew member contributor author
+        rotation rota role sponsor partner customer user client"""
+    )
+)
+# roles anyone may play (a person, a team, a company): "which sponsor ...?" is answered by any agent
+_WHO_ROLES = frozenset(
+    terms_of(
+        """owner lead leader manager maintainer director head chief operator contractor vendor supplier
+        provider sponsor partner customer user client author contributor member staff engineer"""
     )
 )
 _WHERE_TERMS = frozenset(terms_of("place location office site building address room venue campus depot hall region"))
@@ -126,14 +144,19 @@ def saturation(tf: int, n_words: int) -> float:
 class View:
     """What the agent read of one document: its title, type, incoming link kind and content."""
 
-    def __init__(self, title: str, doc_type: str, relation: Optional[str], content: str):
+    def __init__(self, title: str, doc_type: str, relation: Optional[str], content: str,
+                 agent_types: frozenset = frozenset()):
+        self.agent_types = agent_types  # this corpus's document types that are people or groups
         self.title = set(terms_of(title))
+        tws = terms_of(title)
+        self.head = {tws[-1]} if tws else set()  # English noun phrases end in what the thing is
         self.type = {t for t in map(term, kind_words(doc_type)) if t} if doc_type != "document" else set()
         kw = kind_words(relation or "")
         self.kind = {t for t in map(term, kw) if t}
         self.agent_link = len(kw) >= 2 and kw[-1] in _WHO_KIND_END and term(kw[-2]) not in _NOT_AGENTS
         self.place_link = bool(set(kw) & _WHERE_KINDS)
         toks = terms_of(content)
+        self.opening = set(toks[:OPENING_WORDS])
         self.counts = Counter(toks)
         self.n_words = len(toks) + len(self.title)
 
@@ -154,43 +177,86 @@ class View:
             return best, where
         for r in t.ordered:
             m, w = self._exact(r)
-            m *= SYNONYM_WEIGHT
+            m *= CONTENT_SYNONYM_WEIGHT if w == "content" else SYNONYM_WEIGHT
             if m > best:
                 best, where = m, f"{w} ~{r}"
         return best, where
 
     def focus_strength(self, q: Question) -> float:
-        """How strongly the title, type or incoming link kind is what the question asks for."""
+        """How strongly this document is the kind of thing the question asks for. Its type (when
+        the corpus gives one) and title say what it is; the incoming link kind (``owned_by``) and
+        its opening words ("A single machine with ...") count for less."""
         if q.focus is None:
             return 1.0
         labels = self.title | self.type | self.kind
         if q.focus in (WHO, WHERE):
             labels = labels - set(q.stems)  # "who leads the department ...": not the department itself
-        if q.focus == WHO:
-            return 1.0 if labels & _WHO_TERMS or self.agent_link else 0.0
-        if q.focus == WHERE:
-            return 1.0 if labels & _WHERE_TERMS or self.place_link else 0.0
+            own = (self.head | self.type) - set(q.stems)  # "Council contact centre" is a centre
+            if q.focus == WHO and self.type & self.agent_types - set(q.stems):
+                return 1.0
+            kinds, linked = (_WHO_TERMS, self.agent_link) if q.focus == WHO else (_WHERE_TERMS, self.place_link)
+            if own & kinds:
+                return 1.0
+            if linked or self.kind & kinds:
+                # the link says "by someone"; a typed document that is not a who/where is less sure
+                return SYNONYM_WEIGHT if self.type else 1.0
+            return SYNONYM_WEIGHT if (self.opening - set(q.stems)) & kinds else 0.0
         qt = next((t for t in q.terms if t.stem == q.focus), None)
         if q.focus in labels:
             return 1.0
         if qt is not None and labels & qt.related:
             return SYNONYM_WEIGHT
+        if q.focus in self.opening:
+            return SYNONYM_WEIGHT
+        if q.focus in _WHO_ROLES and ((self.head | self.type) & (_WHO_TERMS | self.agent_types) or (self.agent_link and not self.type)):
+            return CLASS_MATCH  # the focus is a role, and this document is an agent that can play it
         return 0.0
+
+
+_NOTE_LABELS = re.compile(r"\b(?:established|answered\s+by)\b\s*:?", re.I)  # the note's own words (see note_for)
+_ANSWERED = re.compile(r"\banswered by\b", re.I)
+
+
+def path_answered(path: Optional[PathContext]) -> bool:
+    """Did the parent say (in its note, before any "open:" marker) that it answered?"""
+    if path is None or not path.note:
+        return False
+    m = _OPEN_MARK.search(path.note)
+    return bool(_ANSWERED.search(path.note[: m.start()] if m else path.note))
+
+
+def agent_types(links) -> frozenset[str]:
+    """Stems of the document types that this corpus treats as people or groups: a type more
+    often the target of an agent link (``managed_by``, ``headed_by``) than the source of one
+    (things have owners and maintainers; the owners seldom do). ``links`` yields (source type,
+    kind, target type)."""
+    into: Counter = Counter()
+    out: Counter = Counter()
+    for src_type, kind, dst_type in links:
+        kw = kind_words(kind or "")
+        if len(kw) >= 2 and kw[-1] in _WHO_KIND_END and term(kw[-2]) not in _NOT_AGENTS:
+            into[dst_type] += 1
+            out[src_type] += 1
+    stems: set[str] = set()
+    for t, n in into.items():
+        if t and t != "document" and n > out.get(t, 0):
+            stems.update(x for x in map(term, kind_words(t)) if x)
+    return frozenset(stems)
 
 
 def path_covered(q: Question, path: Optional[PathContext]) -> set[str]:
     """Stems of the question the path already covered: the parent's note (the part before an
-    "open:" marker, if it has one) and the ancestors' titles and link kinds."""
+    "open:" marker, if it has one) and the ancestors' titles and the link kinds into them. The
+    link into the current document is its own evidence (``View.kind``), not the path's."""
     if path is None:
         return set()
     note = path.note or ""
     m = _OPEN_MARK.search(note)
-    established = note[: m.start()] if m else note
+    established = _NOTE_LABELS.sub(" ", note[: m.start()] if m else note)  # "established" is no evidence of "build"
     seen = set(terms_of(established))
     for h in path.hops:
         seen.update(terms_of(h.title or ""))
         seen.update(t for t in map(term, kind_words(h.relation or "")) if t)
-    seen.update(t for t in map(term, kind_words(path.relation or "")) if t)
     out = set()
     for t in q.terms:
         if t.stem in seen or (t.related & seen):
@@ -207,7 +273,9 @@ class Judgement:
     why_not: str
 
 
-def judge(q: Question, view: View, path_terms: Iterable[str], threshold: float) -> Judgement:
+def judge(q: Question, view: View, path_terms: Iterable[str], threshold: float, after_answer: bool = False) -> Judgement:
+    """``after_answer``: the parent was itself an answer, so this document is one only if it
+    adds an open term in its own title, type or link (not the next thing along the path)."""
     if not q.terms:
         return Judgement(0.0, False, (), frozenset(), "the query has no content terms")
     path_terms = set(path_terms)
@@ -223,7 +291,7 @@ def judge(q: Question, view: View, path_terms: Iterable[str], threshold: float) 
         m, where = view.strength(t)
         if m > 0:
             matched.append((t.surface, round(m, 2), where))
-        if m >= 0.5:
+        if m >= 0.5 and not where.startswith("content ~"):  # a synonym in passing establishes nothing
             covered.add(t.stem)
         if t.stem in path_terms:
             total += max(m, PATH_CREDIT)
@@ -231,21 +299,27 @@ def judge(q: Question, view: View, path_terms: Iterable[str], threshold: float) 
         n_open += 1
         own_open += m
         own_hits += m >= 0.3
-        strong_hits += m >= STRONG
-        labelled += m >= STRONG and not where.startswith("content")
+        # a related word in the title, type or link ("retention" for "kept") is as strong as an
+        # exact word in the content
+        label = bool(where) and not where.startswith("content")
+        strong = m >= STRONG or (label and m >= SYNONYM_WEIGHT)
+        strong_hits += strong
+        labelled += strong and label
         total += m
     score = round(min(1.0, total / len(q.terms)), 4)
     open_share = own_open / n_open if n_open else 0.0
     fs = view.focus_strength(q)
     # what the document itself gives: the kind of thing asked for (a person, a place), or open terms
-    gives_focus = q.focus in (WHO, WHERE) and fs >= 0.5
+    gives_focus = (q.focus in (WHO, WHERE) and fs >= 1.0) or fs == CLASS_MATCH
     why = ""
     if score < threshold or score <= 0:
         why = f"score {score:.2f} < threshold {threshold:.2f}"
     elif n_open == 0:
         why = "adds nothing the path had not covered"
-    elif fs < 0.5:
+    elif fs < (1.0 if q.focus in (WHO, WHERE) else 0.5):
         why = "its title, type and link are not what the question asks for"
+    elif after_answer and strong_hits == 0:
+        why = "the path already reached an answer, and this gives no open term strongly itself"
     elif not gives_focus and (strong_hits == 0 or open_share < MIN_OWN_OPEN):
         why = f"covers only {open_share:.0%} of what was still open"
     elif not path_terms and len(q.terms) >= 3 and own_hits < 2:

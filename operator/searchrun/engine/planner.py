@@ -15,6 +15,7 @@ from ..steps import registry  # the module: step types import engine.types while
 from . import retries
 from .budget import MIN_STEP_TOKENS, BudgetAccount
 from .index import IN_FLIGHT, index_of
+from .resume import mark_reused
 from .types import (
     AGGREGATE, DETECT, P_BACKOFF, P_QUEUED, P_RUNNING, P_SKIPPED, P_SUCCEEDED, PLAN, SIMPLE,
     Event, JobNamer, Observation, StartStep, StepResult, iso, path_key, step_attempt_name,
@@ -118,7 +119,7 @@ class Planner:
 
     def begin(self) -> None:
         self.st.phase = Phase.Running.value
-        self.st.startedAt = iso(self.now)
+        self.st.startedAt = self.st.startedAt or iso(self.now)  # a resumed run keeps its active time
         self.add_step(DETECT, "detect_intent")
         self.set_condition("Running", "True", "Started", "the run started")
 
@@ -145,6 +146,8 @@ class Planner:
         s.decision = r.decision or None
         s.found = r.found
         registry.kind_of(s.type).record(self, s, r)
+        if obs.reused is not None:
+            mark_reused(s, obs.reused)
         # an executor that retried the step itself may say why the earlier attempts failed
         s.message = f"succeeded on attempt {s.attempts}; an earlier attempt failed: {obs.message[:400]}" if obs.message else None
         self.set_phase(s, StepPhase.Succeeded)

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from typing import Callable, Literal, Mapping, Optional
 
 from ..api import MAX_NOTE_CHARS, MAX_REASON_CHARS, MAX_RELATION_CHARS, SearchRunStatus, StepPhase
+from ..clip import clip
 
 # Well-known step ids of the DAG (traversal steps are t0, t0-1, ...: their path from the plan).
 DETECT, SIMPLE, PLAN, AGGREGATE, REPORT = "detect", "simple", "plan", "aggregate", "report"
@@ -110,7 +111,7 @@ class StepResult:
             tokens=_int("tokens"),
             costUSD=float(cost),
             output=output,
-            decision=decision[:MAX_DECISION_CHARS],
+            decision=clip(decision, MAX_DECISION_CHARS),
             intent=intent,
             seeds=_ids("seeds"),
             found=found,
@@ -159,6 +160,18 @@ def _proposals(v) -> tuple[tuple[str, str, str], ...]:
 
 
 @dataclass(frozen=True)
+class Reuse:
+    """A result the executor did not compute now: a cache hit (``cache``: its tokens are not this
+    run's) or a step that succeeded before a resume (``kept``)."""
+
+    how: Literal["cache", "kept"]
+    run: str
+    step: str
+    attempt: int = 1
+    tokens_saved: int = 0
+
+
+@dataclass(frozen=True)
 class Observation:
     """What the executor saw of one step's current attempt."""
 
@@ -170,6 +183,7 @@ class Observation:
     # The executor already retried this step itself (a Job's backoffLimit): a failure is final.
     final: bool = False
     attempts: Optional[int] = None  # attempts the executor made, when it retries itself
+    reused: Optional[Reuse] = None  # the result is a cache hit or kept from before a resume
 
 
 @dataclass(frozen=True)

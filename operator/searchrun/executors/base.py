@@ -73,6 +73,31 @@ def committed_observation(step_id: str, attempt: int, raw: CommittedResult, *, f
     return Observation(step_id, attempt, "succeeded", result=result, attempts=attempts, message=message)
 
 
+# -- results an executor need not compute
+
+
+class Recall:
+    """Where an executor looks before it starts a step: each source (a resume's kept steps, the
+    step cache) may answer with an ``Observation``; then no Job or process is made. Both
+    executors call ``lookup`` before they start a step and ``fill`` once one has succeeded."""
+
+    def __init__(self, sources: Iterable = ()):
+        self.sources = [s for s in sources if s is not None]
+
+    def lookup(self, action: StartStep) -> Optional[Observation]:
+        for source in self.sources:
+            obs = source.lookup(action)
+            if obs is not None:
+                return obs
+        return None
+
+    def fill(self, action: StartStep, obs: Observation) -> None:
+        for source in self.sources:
+            fill = getattr(source, "fill", None)
+            if fill is not None:
+                fill(action, obs)
+
+
 # -- the lineage
 
 
@@ -83,6 +108,7 @@ def lineage_document(run_name: str, run_uid: str, namespace: Optional[str], spec
         "kind": "SearchRunLineage",
         "run": {"name": run_name, "uid": run_uid, "namespace": namespace, "query": spec.query,
                 "budget": spec.budget.model_dump(mode="json")},
+        "spec": spec.model_dump(mode="json", exclude_none=True),  # what a resume or a step's rerun starts from
         "status": status.model_dump(mode="json", exclude_none=True),
     }
 

@@ -24,8 +24,9 @@ from ..api import SearchRun, StepStatus
 from ..artifacts import ArtifactError, open_store, read_uri
 from ..corpus import load_corpus
 from ..engine import Decision, Event, Observation, StartStep, reconcile
-from ..steps import STEP_ENV
-from .base import committed_observation, lineage_document, lineage_needed, put_lineage, read_committed, step_context
+from ..steps import EXIT_PERMANENT, STEP_ENV
+from ..cache import LOCAL_NAMESPACE, make_cache
+from .base import Recall, committed_observation, lineage_document, lineage_needed, put_lineage, read_committed, step_context
 
 DEFAULT_STORE_DIR = "searchrun-runs"
 # ``searchrun step`` (steps.main) ends its stderr with this line when the step fails.
@@ -99,14 +100,19 @@ class Progress:
     def engine_event(self, event: Event) -> None:
         pass
 
+    def step_reused(self, action: StartStep, observation: Observation) -> None:
+        """``action``'s step was answered without a process (a cache hit, or kept by a resume)."""
+
 
 class LocalExecutor:
     def __init__(self, run: SearchRun, store_uri: str, corpus_uri: str, progress: Optional[Progress] = None,
-                 clock: Callable[[], datetime] = _now, step_command: Optional[list[str]] = None):
+                 clock: Callable[[], datetime] = _now, step_command: Optional[list[str]] = None,
+                 run_uid: Optional[str] = None, status=None):
         self.run = run
-        self.spec = run.spec
+        self.spec = run.spec.model_copy(update={"corpus": run.spec.corpus.model_copy(update={"uri": corpus_uri})})
         self.name = run.metadata.name
-        self.uid = uuid.uuid4().hex[:16]
+        self.uid = run_uid or uuid.uuid4().hex[:16]
+        self.initial_status = status  # a resumed run's (executors.resume)
         self.store_uri = store_uri
         self.store = open_store(store_uri)
         if hasattr(self.store, "ensure_bucket"):
@@ -118,10 +124,17 @@ class LocalExecutor:
         self.procs: dict[str, _Proc] = {}
         self.done_q: "queue.Queue[str]" = queue.Queue()
         self.step_seconds: dict[str, float] = {}
+        self.recall = Recall([make_cache(self.store, self.spec, LOCAL_NAMESPACE, self.uid, lambda: load_corpus(corpus_uri, self.spec.corpus.format, read_uri=read_uri))])
+        self.recalled: dict[str, Observation] = {}  # steps answered without a process
 
     # -- steps as subprocesses
 
     def _launch(self, a: StartStep) -> None:
+        hit = self.recall.lookup(a)
+        if hit is not None:
+            self.recalled[a.step_id] = hit
+            self.done_q.put(a.step_id)
+            return self.progress.step_reused(a, hit)
         ctx = step_context(self.spec, self.uid, self.name, self.store_uri, a, corpus_uri=self.corpus_uri)
         env = dict(os.environ)
         env[STEP_ENV] = ctx.to_json()
@@ -145,12 +158,16 @@ class LocalExecutor:
         if timed_out:
             return Observation(step_id, a.attempt, "failed", message=f"timed out after {a.timeout_seconds}s")
         if p.popen.returncode != 0:
-            return Observation(step_id, a.attempt, "failed", message=failure_reason(stderr, p.popen.returncode))
+            # a step that failed for good is not retried (as a Job's podFailurePolicy does on a cluster)
+            return Observation(step_id, a.attempt, "failed", message=failure_reason(stderr, p.popen.returncode),
+                               final=p.popen.returncode == EXIT_PERMANENT)
         try:
             raw = read_committed(self.store, self.uid, step_id, a.attempt)
         except ArtifactError as e:
             return Observation(step_id, a.attempt, "failed", message=f"the step's result.json could not be read: {e}"[:500])
-        return committed_observation(step_id, a.attempt, raw)
+        obs = committed_observation(step_id, a.attempt, raw)
+        self.recall.fill(a, obs)
+        return obs
 
     def _collect(self, wait_until: Optional[float]) -> dict[str, Observation]:
         obs: dict[str, Observation] = {}
@@ -163,12 +180,12 @@ class LocalExecutor:
             timeout = max(0.0, min(deadlines) - now)
         try:
             sid = self.done_q.get(timeout=timeout)
-            if sid in self.procs:
-                obs[sid] = self._observe(sid)
             while True:  # take everything else that has finished too
-                sid = self.done_q.get_nowait()
-                if sid in self.procs:
+                if sid in self.recalled:
+                    obs[sid] = self.recalled.pop(sid)
+                elif sid in self.procs:
                     obs[sid] = self._observe(sid)
+                sid = self.done_q.get_nowait()
         except queue.Empty:
             pass
         now = time.monotonic()
@@ -198,7 +215,7 @@ class LocalExecutor:
     def execute(self) -> LocalRunResult:
         t0 = time.monotonic()
         self.progress.run_started(self.name, self.uid, self.store_uri)
-        status = None
+        status = self.initial_status
         obs: dict[str, Observation] = {}
         try:
             while True:

@@ -7,13 +7,13 @@ steps run and what the engine makes of their results. ``entrypoint.main`` is wha
 
 # The registry first: it imports the step type modules, and create_report refers back to it.
 from .registry import kind_of, register, step_types  # noqa: I001
-from .context import LINEAGE_NAME, REPORT_HTML, REPORT_JSON, STEP_ENV, StepContext, StepError
+from .context import EXIT_PERMANENT, LINEAGE_NAME, REPORT_HTML, REPORT_JSON, STEP_ENV, PermanentStepError, StepContext, StepError
 from .create_report import report_data
 from .entrypoint import RESULT_LIMIT, main, run_step
 from .io import StepIO
 from .kind import StepKind
 
 __all__ = [
-    "LINEAGE_NAME", "REPORT_HTML", "REPORT_JSON", "RESULT_LIMIT", "STEP_ENV", "StepContext", "StepError", "StepIO",
+    "EXIT_PERMANENT", "LINEAGE_NAME", "PermanentStepError", "REPORT_HTML", "REPORT_JSON", "RESULT_LIMIT", "STEP_ENV", "StepContext", "StepError", "StepIO",
     "StepKind", "kind_of", "main", "register", "report_data", "run_step", "step_types",
 ]

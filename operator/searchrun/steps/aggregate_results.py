@@ -36,12 +36,19 @@ class AggregateResults(StepKind):
             if a["docId"] not in best or _rank(a) < _rank(best[a["docId"]]):
                 best[a["docId"]] = a
         ranked = sorted(best.values(), key=_rank)
-        top = ranked[0]["score"] if ranked else 0.0
-        answers = [a for a in ranked if a["score"] >= KEEP_RATIO * top][:MAX_ANSWERS]
+        answers = select(ranked)
+        kept = {a["docId"] for a in answers}
         dropped = len(ranked) - len(answers)
-        uri = io.put_output({**io.base, "answers": answers, "dropped": [a["docId"] for a in ranked[len(answers):]]})
+        uri = io.put_output({**io.base, "answers": answers, "dropped": [a["docId"] for a in ranked if a["docId"] not in kept]})
         decision = f"{len(answers)} answer(s)" + (f"; {dropped} weaker dropped" if dropped else "")
         return StepResult(output=uri, found=bool(answers), answers=len(answers), decision=decision)
+
+
+def select(found: list[dict]) -> list[dict]:
+    """The answers worth reporting, best first, from the findings (one per document)."""
+    ranked = sorted(found, key=_rank)
+    top = ranked[0]["score"] if ranked else 0.0
+    return [a for a in ranked if a["score"] >= KEEP_RATIO * top][:MAX_ANSWERS]
 
 
 def _rank(a: dict) -> tuple:

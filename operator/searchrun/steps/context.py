@@ -19,6 +19,16 @@ class StepError(RuntimeError):
     """A step failed in a way worth telling the user in one line."""
 
 
+class PermanentStepError(StepError):
+    """A failure that a retry cannot fix (bad input, a document not in the corpus): the step exits
+    with ``EXIT_PERMANENT`` and no executor retries it."""
+
+
+# The exit code of a step that failed for good. A Job's podFailurePolicy fails the Job at once on
+# it (no pod retries); the local executor does not retry it either. Other failures exit 1 (retried).
+EXIT_PERMANENT = 3
+
+
 @dataclass
 class StepContext:
     run_uid: str
@@ -50,7 +60,7 @@ class StepContext:
         try:
             data = json.loads(text)
         except ValueError as e:
-            raise StepError(f"{STEP_ENV} is not valid JSON: {e}") from None
+            raise PermanentStepError(f"{STEP_ENV} is not valid JSON: {e}") from None
         try:
             run = data["run"]
             return cls(
@@ -63,7 +73,7 @@ class StepContext:
                 step=dict(data["step"]),
             )
         except (KeyError, TypeError, ValueError) as e:
-            raise StepError(f"{STEP_ENV} is missing or has a bad field: {e}") from None
+            raise PermanentStepError(f"{STEP_ENV} is missing or has a bad field: {e}") from None
 
     def to_json(self) -> str:
         return json.dumps(

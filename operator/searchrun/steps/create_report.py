@@ -38,10 +38,15 @@ class CreateReport(StepKind):
         uri = store.put_bytes(run_key(ctx.run_uid, REPORT_HTML), report.render_report(data).encode(), content_type="text/html",
                               overwrite=True)
         io.put_output({**io.base, "report": uri, "answers": len(answers)})
-        return StepResult(output=uri, answers=len(answers), decision=f"report with {len(answers)} answer(s)")
+        return StepResult(output=uri, answers=len(answers), decision=_decision(len(answers)))
 
 
 KIND = CreateReport()
+FAN_IN = "aggregate_results"
+
+
+def _decision(answers: int) -> str:
+    return f"report with {answers} answer(s)"
 
 
 def report_data(lineage: Mapping, answers: list, corpus=None) -> dict:
@@ -61,12 +66,18 @@ def report_data(lineage: Mapping, answers: list, corpus=None) -> dict:
         kind = kinds.get(st.get("type"))
         search = bool(kind and kind.search)
         row = kind.report_row if kind and kind.report_row else None
+        # A fan-in repeats its parents' answers: only the steps that found one count as finders.
+        found = None if st.get("type") == FAN_IN else st.get("found")
+        step_phase, decision = st.get("phase"), st.get("decision") or st.get("message") or ""
+        if st.get("type") == CreateReport.type and step_phase in ("Running", "Pending"):
+            # This very step, while it writes the report: show what it is about to record.
+            step_phase, decision = "Succeeded", decision or _decision(len(answers))
         out_steps.append({
             "id": st["id"], "type": st["type"], "parents": st.get("parents", []), "depth": st.get("depth", 0),
-            "doc": doc, "docTitle": title, "phase": st.get("phase"), "found": st.get("found"),
+            "doc": doc, "docTitle": title, "phase": step_phase, "found": found,
             "deadEnd": bool(search and st.get("phase") == "Succeeded" and not st.get("found") and st["id"] not in has_children),
             "tokens": st.get("tokens", 0), "costUSD": st.get("costUSD", 0.0), "attempts": st.get("attempts", 0),
-            "decision": st.get("decision") or st.get("message") or "",
+            "decision": decision,
             **({"row": [row[0], row[1]], "rowLabel": row[2]} if row else {}),
         })
     return {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..clip import clip
 from ..engine.types import PLAN, SIMPLE, StepResult
 from .kind import StepKind
 
@@ -27,7 +28,7 @@ class DetectIntent(StepKind):
     def run(self, ctx, io):
         intent, reason, usage = io.agent.detect_intent(ctx.query, ctx.allowance)
         uri = io.put_output({**io.base, "intent": intent, "reason": reason, "tokens": usage.tokens})
-        return StepResult(tokens=usage.tokens, costUSD=usage.cost_usd, output=uri, intent=intent, decision=reason[:120])
+        return StepResult(tokens=usage.tokens, costUSD=usage.cost_usd, output=uri, intent=intent, decision=clip(reason, 120))
 
 
 KIND = DetectIntent()

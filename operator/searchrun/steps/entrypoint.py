@@ -19,7 +19,7 @@ from typing import Optional
 
 from ..artifacts import ArtifactNotFound, open_store, result_key
 from ..engine.types import StepResult
-from .context import STEP_ENV, StepContext, StepError
+from .context import EXIT_PERMANENT, STEP_ENV, PermanentStepError, StepContext, StepError
 from .io import StepIO
 from .registry import known, kind_of
 
@@ -30,7 +30,7 @@ def run_step(ctx: StepContext, io: Optional[StepIO] = None) -> StepResult:
     """Run one step and write its output; returns the result for the engine."""
     step_type = ctx.step["type"]
     if not known(step_type):
-        raise StepError(f"unknown step type {step_type!r}")
+        raise PermanentStepError(f"unknown step type {step_type!r}")
     return kind_of(step_type).run(ctx, io or StepIO(ctx))
 
 
@@ -52,11 +52,27 @@ def _result_key(ctx: StepContext) -> str:
     return result_key(ctx.run_uid, ctx.step_id, ctx.attempt)
 
 
-def _committed_result(store, ctx: StepContext) -> Optional[dict]:
+def _committed_result(store, ctx: StepContext) -> tuple[Optional[dict], bool]:
+    """(the result an earlier pod of this Job committed, or None; whether a commit exists but is
+    corrupt). A truncated or malformed result.json is no commit: the step is done again."""
     try:
-        return store.get_json(_result_key(ctx))
+        raw = store.get_bytes(_result_key(ctx))
     except ArtifactNotFound:
-        return None
+        return None, False
+    try:
+        data = json.loads(raw)
+        StepResult.from_dict(data)
+    except ValueError as e:
+        print(f"step: the committed {_result_key(ctx)} is corrupt ({str(e)[:200]}); doing the step again", file=sys.stderr)
+        return None, True
+    return data, False
+
+
+def _is_permanent(e: Exception) -> bool:
+    """A failure that the same step would hit again on retry."""
+    from ..agents.base import AgentReplyError
+
+    return isinstance(e, (PermanentStepError, AgentReplyError))
 
 
 def main(argv: list[str]) -> int:
@@ -72,7 +88,7 @@ def main(argv: list[str]) -> int:
             raise StepError(f"{STEP_ENV} is not set: this command is run by the executors, not by hand")
         ctx = StepContext.from_json(text)
         io = StepIO(ctx)
-        done = _committed_result(io.store, ctx)
+        done, corrupt = _committed_result(io.store, ctx)
         if done is not None:  # an earlier pod of this Job finished the step and died before exiting
             _write_result(args.result_file, done)
             print(json.dumps(done, separators=(",", ":")))
@@ -85,7 +101,7 @@ def main(argv: list[str]) -> int:
         payload["seconds"] = round(time.monotonic() - t0, 4)
         # result.json is the step's commit: the operator reads nothing else. A step that cannot
         # store it has not finished; it fails (and is retried) rather than exit 0 without it.
-        io.store.put_json(_result_key(ctx), payload)
+        io.store.put_json(_result_key(ctx), payload, overwrite=corrupt)
         _write_result(args.result_file, payload)
         print(json.dumps(payload, separators=(",", ":")))
         return 0
@@ -93,4 +109,4 @@ def main(argv: list[str]) -> int:
         msg = f"{type(e).__name__}: {e}"[:1000]
         print(f"step failed: {msg}", file=sys.stderr)
         _write_result(args.result_file, {"error": msg})
-        return 1
+        return EXIT_PERMANENT if _is_permanent(e) else 1

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from ..agents.base import Hop, PathContext
 from ..api import Proposal
+from ..clip import clip
 from ..engine.types import StepResult
-from .context import StepError
+from .context import PermanentStepError, StepError
 from .kind import StepKind
 
 # The most ancestors a step is told about (a path is at most maxDepth - 1 long, and maxDepth <= 5).
@@ -68,7 +69,7 @@ class TraverseNode(StepKind):
         doc = s.get("doc")
         corpus = io.corpus
         if not doc or corpus.get(doc) is None:
-            raise StepError(f"traverse_node: document {doc!r} is not in the corpus")
+            raise PermanentStepError(f"traverse_node: document {doc!r} is not in the corpus")
         hops = tuple(Hop(h["doc"], io.title(h["doc"]), h.get("via") or None) for h in s.get("path", []) if h.get("doc"))
         path = PathContext(hops=hops, relation=s.get("via") or None, note=s.get("note", ""))
         k, limit = ctx.k, ctx.agent.maxContextChars
@@ -80,7 +81,9 @@ class TraverseNode(StepKind):
             proposals = [_Plain(c) for c in d.next if corpus.get(c) is not None][: 2 * k]
         title = corpus.get(doc).title
         evidence = [{"doc": h.doc_id, "title": h.title, "via": h.relation or ""} for h in hops]
-        evidence.append({"doc": doc, "title": title, "via": path.relation or ""})
+        implied = () if hops else tuple(getattr(d, "implied", ()) or ())  # a seed judged as reached by a link
+        evidence += [{"doc": h.doc_id, "title": h.title, "via": ""} for h in implied]
+        evidence.append({"doc": doc, "title": title, "via": path.relation or (implied[-1].relation if implied else "") or ""})
         uri = io.put_output({**io.base, "doc": doc, "title": title, "found": d.found,
                              "score": round(d.score, 4), "snippet": d.snippet, "reason": d.reason, "note": d.note,
                              "path": evidence, "next": [p.doc_id for p in proposals],
@@ -94,7 +97,7 @@ class TraverseNode(StepKind):
             decision = "dead end"
         return StepResult(tokens=d.usage.tokens, costUSD=d.usage.cost_usd, output=uri, found=d.found,
                           next=tuple(p.doc_id for p in proposals), note=d.note,
-                          proposals=tuple((p.doc_id, p.relation[:63], p.reason[:160]) for p in proposals),
+                          proposals=tuple((p.doc_id, p.relation[:63], clip(p.reason, 160)) for p in proposals),
                           decision=decision)
 
 

@@ -19,6 +19,7 @@ from kubernetes.client.rest import ApiException
 
 from ... import metrics
 from ...api import GROUP, PLURAL, VERSION
+from . import status_guard
 from .client import KubeClient
 from .config import OperatorConfig
 from .jobwatch import JobCache
@@ -33,6 +34,10 @@ RESULT_RETRY_SECONDS = 2.0
 # Passes of different runs at once. A pass mostly waits on the API server and the store, so more
 # threads than cores: asyncio's default pool (cores + 4) queued passes once ~10 runs were busy.
 RECONCILE_THREADS = 16
+# An AdmissionReview holds the whole object (and the old one on updates): mutating webhooks run
+# before the schema's size checks, so the webhook must read what the API server accepts (3 MiB
+# requests), not aiohttp's 1 MiB default, or the user sees "413" instead of the field's limit.
+WEBHOOK_MAX_BODY_BYTES = 16 * 1024 * 1024
 
 
 class _State:
@@ -42,6 +47,11 @@ class _State:
     wakers: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Event]] = {}
     pool: Optional[ThreadPoolExecutor] = None
     metrics_started = False
+    runs: dict[str, RunReconciler] = {}     # uid -> the reconciler of a live daemon
+    finished: dict[str, str] = {}           # uid -> digest of a finished run's final status
+    forged: set[str] = set()                # live runs whose status someone else wrote (to verify)
+    forged_seen: dict[str, str] = {}        # uid -> digest of the last status restored (restored once)
+    restoring: set[str] = set()
 
 
 STATE = _State()
@@ -92,6 +102,15 @@ def _api_client() -> client.ApiClient:
     return client.ApiClient(conf)
 
 
+class LargeBodyWebhookServer(kopf.WebhookServer):
+    """kopf's webhook server, reading request bodies up to WEBHOOK_MAX_BODY_BYTES (kopf builds its
+    aiohttp app with the 1 MiB default and no way to set it: the request is cloned with the limit)."""
+
+    @staticmethod
+    async def _serve(fn, request):
+        return await kopf.WebhookServer._serve(fn, request.clone(client_max_size=WEBHOOK_MAX_BODY_BYTES))
+
+
 def _webhook_server(cfg: OperatorConfig):
     from .tls import self_signed
 
@@ -100,13 +119,13 @@ def _webhook_server(cfg: OperatorConfig):
 
         d = Path(cfg.webhookCertDir)
         ca = d / "ca.crt"
-        return kopf.WebhookServer(addr=cfg.webhookAddr, port=cfg.webhookPort, host=cfg.webhookHost,
-                                  certfile=str(d / "tls.crt"), pkeyfile=str(d / "tls.key"),
-                                  cafile=str(ca) if ca.exists() else None)
+        return LargeBodyWebhookServer(addr=cfg.webhookAddr, port=cfg.webhookPort, host=cfg.webhookHost,
+                                      certfile=str(d / "tls.crt"), pkeyfile=str(d / "tls.key"),
+                                      cafile=str(ca) if ca.exists() else None)
     host = cfg.webhookHost or cfg.webhookAddr
     cert, key = self_signed(host)
-    return kopf.WebhookServer(addr=cfg.webhookAddr, port=cfg.webhookPort, host=host,
-                              certfile=cert, pkeyfile=key, cafile=cert)
+    return LargeBodyWebhookServer(addr=cfg.webhookAddr, port=cfg.webhookPort, host=host,
+                                  certfile=cert, pkeyfile=key, cafile=cert)
 
 
 @kopf.on.startup()
@@ -143,6 +162,7 @@ async def run_daemon(stopped, name, namespace, uid, logger, **_) -> None:
     wake = asyncio.Event()
     STATE.wakers[uid] = (loop, wake)
     r = RunReconciler(STATE.kube, STATE.cache, cfg, namespace, name, uid, KopfEvents())
+    STATE.runs[uid] = r
     backoff = 1.0
     # A finished run's daemon returns at once (after a restart, kopf starts one per object).
     try:
@@ -154,6 +174,9 @@ async def run_daemon(stopped, name, namespace, uid, logger, **_) -> None:
                     if r.spec is None:
                         return  # invalid spec: the run was failed with the reason
                 wake.clear()
+                if uid in STATE.forged:
+                    STATE.forged.discard(uid)
+                    await _in_pool(loop, lambda: _verify_live_status(r))
                 d = await _in_pool(loop, r.reconcile_once)
                 backoff = 1.0
             except ApiException as e:
@@ -170,6 +193,8 @@ async def run_daemon(stopped, name, namespace, uid, logger, **_) -> None:
                 continue
             if d.done:
                 logger.info(f"run {d.status.phase}: {d.status.message}")
+                if r.last_patch is not None:  # watched from now on by status_guard_event
+                    STATE.finished[uid] = status_guard.digest(r.last_patch["status"])
                 return
             timeout = cfg.resyncSeconds
             if r.unreadable_since:
@@ -187,16 +212,81 @@ async def run_daemon(stopped, name, namespace, uid, logger, **_) -> None:
                     w.cancel()
     finally:
         STATE.wakers.pop(uid, None)
+        STATE.runs.pop(uid, None)
 
 
 async def _until(stopped) -> None:
     await stopped.wait()
 
 
+def _verify_live_status(r: RunReconciler) -> None:
+    """Between two passes (no patch of ours in flight): is the status still what this process last
+    wrote? If not, the next pass writes it all again."""
+    if r.last_patch is None:
+        return
+    obj = r.kube.get_run(r.namespace, r.name)
+    if obj is None:
+        return  # gone: the daemon ends
+    observed = obj.get("status") or {}
+    seen = status_guard.digest(observed)
+    if seen != status_guard.digest(r.last_patch["status"]) and STATE.forged_seen.get(r.uid) != seen:
+        STATE.forged_seen[r.uid] = seen  # (a difference a patch cannot undo is not restored over and over)
+        diff = status_guard.differences(observed, r.last_patch["status"]) or ["lineageURI"]
+        r.last_patch = None  # the next pass writes the whole status
+        r.events.post(r, "Warning", "StatusRestored",
+                      f"status.{', status.'.join(diff[:8])} differed from what the operator wrote; restored it")
+
+
+def _restore_finished(namespace: str, name: str, uid: str) -> None:
+    """Load a finished run as at start-up (its record wins over the status) and write its status."""
+    try:
+        r = RunReconciler(STATE.kube, STATE.cache, STATE.config, namespace, name, uid, KopfEvents())
+        if not r.load() or r.spec is None:
+            return
+        if r.status is None or r.status.phase not in status_guard.FINISHED:
+            # no final record to restore from (a run finished by an operator before the status
+            # guard): resuming it would fail it
+            log.warning("%s/%s: its status changed, but there is no final record to restore it from", namespace, name)
+            STATE.finished.pop(uid, None)
+            return
+        r.reconcile_once()
+        # what the API server holds now (a merge patch may leave keys it cannot remove)
+        obj = r.kube.get_run(namespace, name) or {}
+        STATE.finished[uid] = status_guard.digest(obj.get("status") or {})
+    except Exception as e:  # the store or the API is unreachable: the next change tries again
+        log.warning("%s/%s: could not restore the status: %s: %s", namespace, name, type(e).__name__, e)
+    finally:
+        STATE.restoring.discard(uid)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL, id="status-guard")
+async def status_guard_event(type, body, uid, name, namespace, logger, **_) -> None:
+    """Every change of a SearchRun: one that leaves the status other than the operator wrote it
+    (a user with write access to searchruns/status) is undone. Costs a digest per event."""
+    if type != "MODIFIED":
+        return
+    status = body.get("status") or {}
+    live = STATE.runs.get(uid)
+    if live is not None:
+        last = live.last_patch
+        if last is not None and status_guard.digest(status) != status_guard.digest(last["status"]):
+            STATE.forged.add(uid)  # verified by the daemon between passes (this may be our own patch's echo)
+            _wake(uid)
+        return
+    want = STATE.finished.get(uid)
+    if want is None or uid in STATE.restoring or status_guard.digest(status) == want:
+        return
+    STATE.restoring.add(uid)
+    log.info("%s/%s: the status of a finished run changed: restoring it from the operator's record", namespace, name)
+    await _in_pool(asyncio.get_running_loop(), lambda: _restore_finished(namespace, name, uid))
+
+
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
 def on_delete(spec, uid, namespace, name, logger, **_) -> None:
     """Jobs and pods go through owner references; artifacts stay unless the run asked for cleanup."""
     forget_run(uid)
+    STATE.finished.pop(uid, None)
+    STATE.forged_seen.pop(uid, None)
     if STATE.cache:
         STATE.cache.forget(uid)
     if not (spec.get("artifacts") or {}).get("cleanup"):

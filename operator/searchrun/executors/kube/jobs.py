@@ -6,8 +6,9 @@ import json
 from typing import Any, Mapping
 
 from ...api import API_VERSION, KIND, SearchRunSpec
+from ...endpoint_policy import POLICY_ENV
 from ...engine import Observation, StartStep
-from ...steps import STEP_ENV
+from ...steps import EXIT_PERMANENT, STEP_ENV
 from ..base import CommittedResult, committed_observation
 from .config import OperatorConfig
 
@@ -49,6 +50,8 @@ def build_job(action: StartStep, run_name: str, namespace: str, run_uid: str, sp
     ref = spec.agent.apiKeySecretRef
     if ref is not None:
         env.append({"name": spec.agent.apiKeyEnv, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    if spec.agent.type == "openai":  # checked by the step at every connection; last, so that it wins over any same name
+        env.append({"name": POLICY_ENV, "value": config.policy.agentEndpoints.model_dump_json()})
     res = spec.steps.resources.model_dump(exclude_none=True)
     pod_deadline = action.timeout_seconds
     job_deadline = pod_deadline * (action.retries + 1) + _k8s_backoff_total(action.retries) + 60
@@ -83,6 +86,9 @@ def build_job(action: StartStep, run_name: str, namespace: str, run_uid: str, sp
     job_spec: dict[str, Any] = {
         "backoffLimit": action.retries,
         "activeDeadlineSeconds": job_deadline,
+        # a step that failed for good (bad input, a document not in the corpus) fails its Job at once
+        "podFailurePolicy": {"rules": [{"action": "FailJob", "onExitCodes": {
+            "containerName": "step", "operator": "In", "values": [EXIT_PERMANENT]}}]},
         "template": {"metadata": {"labels": labels}, "spec": pod_spec},
     }
     if config.stepJobManagedBy:

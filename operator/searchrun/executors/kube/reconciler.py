@@ -32,6 +32,7 @@ from .jobs import A_ATTEMPT, build_job, job_name, job_state, observe_job, pod_er
 from .lineage_store import LineageJournal, StepDumps, restore_lineage, restore_status
 from .run_metrics import record_pass
 from .shared import io_pool, shared_store
+from .status_guard import read_record, trusted_status
 
 log = logging.getLogger("searchrun.reconciler")
 
@@ -86,6 +87,8 @@ class RunReconciler:
         self.unsynced: frozenset[str] = frozenset()  # steps the engine changed that StepDumps has not taken
         self.running_ids: Optional[tuple[str, ...]] = None  # Running steps after the last decision
         self.taken: Optional[Decision] = None   # the last decision whose changes were noted
+        self.jobs_created: set[tuple[str, int]] = set()  # (step id, attempt) whose Job this process created
+        self.jobs_recreated: list = []          # StartSteps whose Job was gone and was created again
 
     @property
     def journal_seq(self) -> int:
@@ -122,6 +125,10 @@ class RunReconciler:
             if self.status.phase not in ("Succeeded", "Failed"):
                 self._fail_invalid(f"spec.artifacts.uri: {e}")
             return True
+        raw_status, restored = trusted_status(raw_status, read_record(self.store, self._lineage_key()),
+                                              self.store.uri_for(self._lineage_key()))
+        if restored:  # someone else wrote the status: the operator's record wins
+            self.events.post(self, "Warning", "StatusRestored", restored)
         self.status, self.offloaded, self.journal_seq = restore_lineage(raw_status, read_uri)
         self.status_points_at_store = self.offloaded
         if self.status is not None:
@@ -292,6 +299,9 @@ class RunReconciler:
         try:
             self.cache.put(self.kube.create_job(self.namespace, body))
             metrics.STEPS_CREATED.labels(step_type=a.step_type).inc()
+            if (a.step_id, a.attempt) in self.jobs_created:  # it existed, and was gone (deleted by hand?)
+                self.jobs_recreated.append(a)
+            self.jobs_created.add((a.step_id, a.attempt))
         except ApiException as e:
             if e.status == 409:
                 return  # AlreadyExists: created before a crash, or by the previous pass
@@ -321,7 +331,8 @@ class RunReconciler:
             if o.state != "running":
                 self.results.pop(sid, None)  # applied: the step is not read again (a 10,000-step run held them all)
         before = self._sync(d.status)
-        if lineage_needed(d.start) or (d.done and self.offloaded):
+        # the lineage once more when the run ends: the record a forged status is restored from
+        if lineage_needed(d.start) or (d.done and (self.offloaded or not was_done)):
             self.write_lineage(d.status)
         body = self._status_body(d)  # an offloaded lineage is written to the store here
         # The lineage first, then the Jobs it names. Once the status points at the store, the store
@@ -348,6 +359,11 @@ class RunReconciler:
             self.cache.on_change(self.uid)
         for type_, reason, message in merge_events(d.events):
             self.events.post(self, type_, reason, message)
+        recreated, self.jobs_recreated = self.jobs_recreated, []
+        if recreated:
+            metrics.STEP_JOBS_RECREATED.inc(len(recreated))
+            self.events.post(self, "Warning", "StepJobRecreated", "; ".join(
+                f"Job {a.job} of running step {a.step_id} was gone: created it again" for a in recreated)[:1000])
         if not was_done:  # ``before``: the steps this pass added (None) or changed (their previous JSON)
             record_pass(self.namespace, self.uid, d, [d.status.steps[self.dumps.pos[sid]] for sid in before], before,
                         limits_before, jobs)
