@@ -149,7 +149,7 @@ def _validate_prefix(prefix: Any, *, allow_empty: bool) -> str:
     return prefix
 
 
-def _dump_json(obj: Any) -> bytes:
+def dump_json(obj: Any) -> bytes:
     # Deterministic bytes, so an idempotent rerun writes identical content.
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
         "utf-8"
@@ -196,7 +196,7 @@ class ArtifactStore(abc.ABC):
 
     def put_json(self, key: str, obj: Any, **kw: Any) -> str:
         kw.setdefault("content_type", "application/json")
-        return self.put_bytes(key, _dump_json(obj), **kw)
+        return self.put_bytes(key, dump_json(obj), **kw)
 
     def get_json(self, key: str) -> Any:
         data = self.get_bytes(key)

@@ -25,6 +25,7 @@ from .artifacts import ArtifactError, ArtifactNotFound, ArtifactStore, open_stor
 from .engine.resume import ResumeError
 from .engine.types import parse_time
 from .executors.base import lineage_key
+from .executors.kube.lineage_store import restore_lineage  # pure: the offloaded lineage of a cluster run
 from .steps import STEP_ENV, StepContext
 from .steps.logcopy import read_input, read_log
 
@@ -65,8 +66,6 @@ def load(target: str, store_uri: Optional[str]) -> Lineage:
     except ValueError as e:
         raise DebugError(f"--store: {e}") from None
     if doc.get("journal"):  # a cluster run's offloaded lineage: the snapshot and the journal after it
-        from .executors.kube.reconciler import restore_lineage
-
         status, _, _ = restore_lineage({"lineageURI": store.uri_for(lineage_key(uid))}, read_uri)
     else:
         status = SearchRunStatus.model_validate(doc["status"])

@@ -40,7 +40,7 @@ GRAFANA_VARS = {"$__rate_interval": "5m", "$__interval": "15s", "$__range": "10m
 # searchrun_step_duration_seconds: the operator takes a step's end from the Job's completionTime,
 # but Kubernetes >= 1.31 marks a Job SuccessCriteriaMet (which the operator already counts as
 # success) before it sets Complete and completionTime, so most durations are never observed.
-# Fix in operator/searchrun/executors/kube/reconciler.py:_duration (see the chart's report).
+# Fix in operator/searchrun/executors/kube/run_metrics.py:job_duration (see the chart's report).
 MAY_BE_NAN: tuple[str, ...] = ()  # every dashboard query must return a finite value
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from searchrun.executors.kube.jobs import job_name
 from support.fake_openai import FakeOpenAI
 from support.reliability import JobRecorder, figure
 from support.runs import (BUCKET, EXAMPLES, apply, assert_budgets_hold, assert_jobs_match_lineage, get_run, manifest,
@@ -203,7 +204,7 @@ def test_step_pod_deleted_mid_step_is_retried_and_counted_once(cluster, operator
     fake_llm.delay_seconds = 10
     apply(cluster, run_ns, openai_simple("pod-deleted", fake_llm.base_url))
     run = wait_step(cluster, run_ns, "pod-deleted", lambda s: s["id"] == "detect" and s["phase"] == "Running")
-    job = f"sr-{''.join(c for c in run['metadata']['uid'] if c in '0123456789abcdef')[:10]}-detect"
+    job = job_name(run["metadata"]["uid"], "detect")
     deadline = time.monotonic() + 120
     while not fake_llm.requests:  # the step is mid-step: it asked the model and waits for the answer
         assert time.monotonic() < deadline, "the step never called the model"

@@ -34,3 +34,37 @@ def test_only_news_wakes_the_run():
     assert cache.job("run-1", "sr-abc-t0") is None and len(cache.jobs("run-1")) == 2
     assert cache._apply("ADDED", {"metadata": {"name": "x", "labels": {}}}) is None
     assert woken == []  # _apply decides; the watch loop wakes
+
+
+class _Kube:
+    """Stands in for KubeClient's Job verbs: a list, then a watch that sends ``events`` and ends."""
+
+    def __init__(self, listed, events):
+        self.listed, self.events = listed, events
+        self.calls = []
+        self.stop = lambda: None  # the cache's stop(), once there is a cache
+
+    def list_jobs(self, ns, label_selector):
+        self.calls.append(("list", ns, label_selector))
+        return self.listed, "10"
+
+    def watch_jobs(self, ns, label_selector, resource_version):
+        self.calls.append(("watch", ns, label_selector, resource_version))
+        yield from self.events
+        self.stop()
+
+
+def test_the_watch_lists_then_watches_through_the_injected_client():
+    """A relist drops the Jobs that are gone (waking their run); the watch goes on from the list's version."""
+    from searchrun.executors.kube.jobs import JOB_SELECTOR
+
+    woken = []
+    kube = _Kube([_job(1)], [{"type": "BOOKMARK", "object": {}}, {"type": "MODIFIED", "object": _job(2, ["Complete"])}])
+    cache = JobCache(kube, ["ns"], woken.append)
+    kube.stop = cache.stop
+    cache.put(_job(1, name="sr-abc-gone", uid="run-2"))
+    cache._run("ns")
+    assert kube.calls == [("list", "ns", JOB_SELECTOR), ("watch", "ns", JOB_SELECTOR, "10")]
+    assert cache.synced.is_set()
+    assert cache.jobs("run-2") == [] and sorted(woken) == ["run-1", "run-1", "run-2"]
+    assert cache.job("run-1", "sr-abc-t0")["metadata"]["resourceVersion"] == "2"

@@ -13,7 +13,8 @@ from searchrun.api import SearchRunSpec
 from searchrun.artifacts import open_store, read_uri
 from searchrun.engine import Decision, Observation, reconcile
 from searchrun.executors.kube.config import OperatorConfig
-from searchrun.executors.kube.reconciler import JOURNAL_PREFIX, RunReconciler, StepDumps, restore_lineage, restore_status
+from searchrun.executors.kube.lineage_store import JOURNAL_PREFIX, StepDumps, restore_lineage, restore_status
+from searchrun.executors.kube.reconciler import RunReconciler
 from support.simulation import SyntheticGraph, graph_outcome
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)

@@ -6,7 +6,8 @@ from searchrun.api import SearchRunSpec
 from searchrun.artifacts import open_store, read_uri
 from searchrun.engine import Decision
 from searchrun.executors.kube.config import OperatorConfig
-from searchrun.executors.kube.reconciler import RunReconciler, restore_status
+from searchrun.executors.kube.lineage_store import restore_status
+from searchrun.executors.kube.reconciler import RunReconciler
 from support.simulation import SyntheticGraph, graph_outcome, simulate
 
 

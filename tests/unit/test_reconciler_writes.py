@@ -2,7 +2,8 @@
 and one Event per reason and pass."""
 
 from searchrun.engine import Event
-from searchrun.executors.kube.reconciler import _same_but_the_clock, merge_events
+from searchrun.executors.kube.events import merge_events
+from searchrun.executors.kube.reconciler import _same_but_the_clock
 
 
 def _body(elapsed, phase="Running", steps=3):
@@ -49,8 +50,9 @@ def test_passes_run_with_the_daemons_context():
 
 
 class _FakeKube:
-    """Stands in for the API server and the Job controller: a created Job succeeds at once and
-    its step's result.json is written first (as bench/bench_scale.py's driver does)."""
+    """Stands in for the operator's KubeClient and Job cache (the API server and the Job controller):
+    a created Job succeeds at once and its step's result.json is written first (as
+    bench/bench_scale.py's driver does)."""
 
     def __init__(self, store, graph):
         import threading
@@ -72,11 +74,8 @@ class _FakeKube:
     def on_change(self, uid):
         pass
 
-    # BatchV1Api / CustomObjectsApi
-    def create_namespaced_job(self, ns, body, _preload_content=False):
-        import json
-        from types import SimpleNamespace
-
+    # KubeClient
+    def create_job(self, ns, body):
         from searchrun.artifacts import step_key
         from searchrun.steps import STEP_ENV, StepContext
 
@@ -94,9 +93,9 @@ class _FakeKube:
         self.store.put_json(step_key(ctx.run_uid, step["stepId"], step["attempt"], "result.json"), r)
         job = dict(body, status={"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1})
         self.jobs[body["metadata"]["name"]] = job
-        return SimpleNamespace(data=json.dumps(job).encode())
+        return job
 
-    def patch_namespaced_custom_object_status(self, group, version, ns, plural, name, body):
+    def patch_run_status(self, ns, name, body):
         self.patches.append((self.now, body))
 
 
@@ -108,6 +107,8 @@ def test_an_offloaded_runs_status_is_patched_at_most_every_status_patch_seconds(
     from searchrun.artifacts import open_store, read_uri
     from searchrun.executors.kube import reconciler as rec
     from searchrun.executors.kube.config import OperatorConfig
+    from searchrun.executors.kube.events import EventSink
+    from searchrun.executors.kube.lineage_store import restore_status
     from support.simulation import SyntheticGraph
 
     store = open_store(f"file://{tmp_path}")
@@ -116,8 +117,7 @@ def test_an_offloaded_runs_status_is_patched_at_most_every_status_patch_seconds(
     spec = SearchRunSpec(query="q", budget=dict(maxAgents=5, maxDepth=4, maxFanoutPerNode=5, maxSteps=300, maxParallel=10,
                                                 maxTokens=10_000_000, deadlineSeconds=86400),
                          artifacts={"uri": f"file://{tmp_path}"})
-    r = rec.RunReconciler(None, fake, OperatorConfig(lineageOffloadBytes=16384), "ns", "run", "abc", events=rec.EventSink())
-    r.custom = r.batch = fake
+    r = rec.RunReconciler(fake, fake, OperatorConfig(lineageOffloadBytes=16384), "ns", "run", "abc", events=EventSink())
     r.spec, r.store, r.store_uri = spec, store, f"file://{tmp_path}"
     for i in range(2000):
         fake.now = i * 0.1  # a pass every 100 ms
@@ -131,6 +131,6 @@ def test_an_offloaded_runs_status_is_patched_at_most_every_status_patch_seconds(
     assert all(g >= rec.STATUS_PATCH_SECONDS - 1e-9 for g in gaps), gaps
     last = fake.patches[-1][1]["status"]
     assert last["phase"] == "Succeeded" and len(last["steps"]) <= 50
-    restored, offloaded_flag = rec.restore_status(last, read_uri)
+    restored, offloaded_flag = restore_status(last, read_uri)
     assert offloaded_flag and [s.id for s in restored.steps] == [s.id for s in d.status.steps]
     assert restored.phase == "Succeeded"

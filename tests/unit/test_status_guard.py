@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import json
 import threading
-from types import SimpleNamespace
 
 from searchrun import metrics
 from searchrun.api import SearchRunSpec
@@ -46,7 +45,7 @@ class _Kube:
     def on_change(self, uid):
         pass
 
-    def create_namespaced_job(self, ns, body, _preload_content=False):
+    def create_job(self, ns, body):
         from searchrun.artifacts import step_key
         from searchrun.steps import STEP_ENV, StepContext
 
@@ -60,20 +59,18 @@ class _Kube:
             job["status"] = {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1}
         self.jobs[body["metadata"]["name"]] = job
         self.created.append(body["metadata"]["name"])
-        return SimpleNamespace(data=json.dumps(job).encode())
+        return json.loads(json.dumps(job))
 
-    def patch_namespaced_custom_object_status(self, group, version, ns, plural, name, body):
+    def patch_run_status(self, ns, name, body):
         self.obj["status"] = {k: v for k, v in json.loads(json.dumps(body["status"])).items() if v is not None}
         return self.obj
 
-    def get_namespaced_custom_object(self, group, version, ns, plural, name):
+    def get_run(self, ns, name):
         return copy.deepcopy(self.obj)
 
 
 def _reconciler(kube, events, tmp_path):
-    r = rec.RunReconciler(None, kube, OperatorConfig(artifacts=f"file://{tmp_path}"), "ns", "run", UID, events=events)
-    r.custom = r.batch = kube
-    return r
+    return rec.RunReconciler(kube, kube, OperatorConfig(artifacts=f"file://{tmp_path}"), "ns", "run", UID, events=events)
 
 
 def _finished_run(tmp_path):

@@ -20,9 +20,13 @@ from kubernetes.client.rest import ApiException
 from ... import metrics
 from ...api import GROUP, PLURAL, VERSION
 from . import status_guard
+from .client import KubeClient
 from .config import OperatorConfig
 from .jobwatch import JobCache
-from .reconciler import IO_THREADS, STATUS_PATCH_SECONDS, EventSink, RunReconciler, forget_run
+from .events import EventSink
+from .reconciler import STATUS_PATCH_SECONDS, RunReconciler
+from .run_metrics import forget_run
+from .shared import IO_THREADS
 
 log = logging.getLogger("searchrun.operator")
 
@@ -38,7 +42,7 @@ WEBHOOK_MAX_BODY_BYTES = 16 * 1024 * 1024
 
 class _State:
     config: OperatorConfig = OperatorConfig()
-    api_client: Optional[client.ApiClient] = None
+    kube: Optional[KubeClient] = None
     cache: Optional[JobCache] = None
     wakers: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Event]] = {}
     pool: Optional[ThreadPoolExecutor] = None
@@ -135,13 +139,13 @@ def startup(settings: kopf.OperatorSettings, **_) -> None:
         settings.admission.server = _webhook_server(cfg)
         if cfg.webhookManaged:
             settings.admission.managed = "searchrun.dev"
-    STATE.api_client = _api_client()
+    STATE.kube = KubeClient(_api_client())
     if not STATE.metrics_started:
         metrics.serve(cfg.metricsPort, cfg.metricsAddr)
         STATE.metrics_started = True
     # kopf accepts globs (``team-*``); the Job watch then covers all namespaces (its label selector still applies).
     exact = [] if any(ch in ns for ns in cfg.namespaces for ch in "*?[!") else cfg.namespaces
-    STATE.cache = JobCache(STATE.api_client, exact, _wake)
+    STATE.cache = JobCache(STATE.kube, exact, _wake)
     STATE.cache.start()
 
 
@@ -157,7 +161,7 @@ async def run_daemon(stopped, name, namespace, uid, logger, **_) -> None:
     loop = asyncio.get_running_loop()
     wake = asyncio.Event()
     STATE.wakers[uid] = (loop, wake)
-    r = RunReconciler(STATE.api_client, STATE.cache, cfg, namespace, name, uid, KopfEvents())
+    r = RunReconciler(STATE.kube, STATE.cache, cfg, namespace, name, uid, KopfEvents())
     STATE.runs[uid] = r
     backoff = 1.0
     # A finished run's daemon returns at once (after a restart, kopf starts one per object).
@@ -220,7 +224,9 @@ def _verify_live_status(r: RunReconciler) -> None:
     wrote? If not, the next pass writes it all again."""
     if r.last_patch is None:
         return
-    obj = r.custom.get_namespaced_custom_object(GROUP, VERSION, r.namespace, PLURAL, r.name)
+    obj = r.kube.get_run(r.namespace, r.name)
+    if obj is None:
+        return  # gone: the daemon ends
     observed = obj.get("status") or {}
     seen = status_guard.digest(observed)
     if seen != status_guard.digest(r.last_patch["status"]) and STATE.forged_seen.get(r.uid) != seen:
@@ -234,7 +240,7 @@ def _verify_live_status(r: RunReconciler) -> None:
 def _restore_finished(namespace: str, name: str, uid: str) -> None:
     """Load a finished run as at start-up (its record wins over the status) and write its status."""
     try:
-        r = RunReconciler(STATE.api_client, STATE.cache, STATE.config, namespace, name, uid, KopfEvents())
+        r = RunReconciler(STATE.kube, STATE.cache, STATE.config, namespace, name, uid, KopfEvents())
         if not r.load() or r.spec is None:
             return
         if r.status is None or r.status.phase not in status_guard.FINISHED:
@@ -245,7 +251,7 @@ def _restore_finished(namespace: str, name: str, uid: str) -> None:
             return
         r.reconcile_once()
         # what the API server holds now (a merge patch may leave keys it cannot remove)
-        obj = r.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        obj = r.kube.get_run(namespace, name) or {}
         STATE.finished[uid] = status_guard.digest(obj.get("status") or {})
     except Exception as e:  # the store or the API is unreachable: the next change tries again
         log.warning("%s/%s: could not restore the status: %s: %s", namespace, name, type(e).__name__, e)

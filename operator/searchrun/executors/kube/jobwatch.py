@@ -15,18 +15,17 @@ import threading
 import time
 from typing import Callable, Optional
 
-from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
+from .client import KubeClient
 from .jobs import JOB_SELECTOR, L_RUN, job_state
 
 log = logging.getLogger("searchrun.jobwatch")
 
 
 class JobCache:
-    def __init__(self, api_client: client.ApiClient, namespaces: list[str], on_change: Callable[[str], None]):
-        self.api_client = api_client
-        self.batch = client.BatchV1Api(api_client)
+    def __init__(self, kube: KubeClient, namespaces: list[str], on_change: Callable[[str], None]):
+        self.kube = kube
         self.namespaces = namespaces or [None]  # None: all namespaces
         self.on_change = on_change
         self._jobs: dict[str, dict[str, dict]] = {}  # run uid -> job name -> job
@@ -80,19 +79,11 @@ class JobCache:
             return None
         return uid
 
-    def _list(self, ns):
-        kw = {"label_selector": JOB_SELECTOR, "_preload_content": False}
-        resp = self.batch.list_namespaced_job(ns, **kw) if ns else self.batch.list_job_for_all_namespaces(**kw)
-        import json
-
-        data = json.loads(resp.data)
-        return data.get("items", []), data["metadata"]["resourceVersion"]
-
     def _run(self, ns) -> None:
         backoff = 0.5
         while not self._stop.is_set():
             try:
-                items, rv = self._list(ns)
+                items, rv = self.kube.list_jobs(ns, JOB_SELECTOR)
                 touched = set()
                 with self._lock:
                     known = {(u, n) for u, js in self._jobs.items() for n, j in js.items()
@@ -114,14 +105,9 @@ class JobCache:
                 for uid in touched:
                     self.on_change(uid)
                 backoff = 0.5
-                w = watch.Watch()
-                fn = self.batch.list_namespaced_job if ns else self.batch.list_job_for_all_namespaces
-                args = (ns,) if ns else ()
-                for ev in w.stream(fn, *args, label_selector=JOB_SELECTOR, resource_version=rv, deserialize=False,
-                                   timeout_seconds=300, allow_watch_bookmarks=True, _request_timeout=330):
+                for ev in self.kube.watch_jobs(ns, JOB_SELECTOR, rv):
                     if self._stop.is_set():
-                        w.stop()
-                        return
+                        return  # leaving the loop closes the watch
                     if ev["type"] in ("BOOKMARK", "ERROR"):
                         if ev["type"] == "ERROR":
                             break  # e.g. 410 Gone: relist

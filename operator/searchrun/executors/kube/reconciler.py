@@ -6,164 +6,39 @@ reads first). After a crash, a step that is Running in the lineage but has no
 Job is created again; a Job that exists answers AlreadyExists. So no Job is
 created twice and no decided step is lost.
 
-A pass costs what changed, not the size of the run: the engine reports which
-steps it added or changed (``Decision.changed``), and ``StepDumps`` keeps the
-lineage as JSON, its size, its frontier and its summary up to date from that.
-Once the lineage is offloaded, a pass writes a *journal entry* with only the
-steps it changed (``lineage-journal-<seq>.json``) instead of the whole lineage;
-a full ``lineage.json`` (a snapshot, naming the journal entry it includes) is
-written the first time, whenever the journal since the last snapshot outgrows
-it, before ``create_report`` and when the run ends. A restarted operator reads
-the snapshot and then the journal entries after it (``restore_status``).
+A pass costs what changed, not the size of the run (see ``lineage_store``).
 """
 
 from __future__ import annotations
 
-import heapq
 import json
 import logging
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from datetime import datetime, timezone
 from typing import Optional
 
-from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from ... import metrics
-from ...api import GROUP, PLURAL, VERSION, SearchRunSpec, SearchRunStatus
-from ...api import LineageSummary, StepStatus
+from ...api import SearchRunSpec, SearchRunStatus, StepStatus
+from ...artifacts import ArtifactStore, read_uri, result_key
 from ...engine import Decision, Observation, reconcile
-from ...steps import LINEAGE_NAME
 from .. import lineage_document, lineage_needed, step_context
+from .client import KubeClient
 from .config import OperatorConfig
+from .events import EventSink, merge_events
 from .jobs import A_ATTEMPT, build_job, job_name, job_state, observe_job, pod_error
+from .lineage_store import LineageJournal, StepDumps, restore_lineage, restore_status
+from .run_metrics import record_pass
+from .shared import io_pool, shared_store
 from .status_guard import read_record, trusted_status
 
 log = logging.getLogger("searchrun.reconciler")
 
 
-class EventSink:
-    """Where a run's Kubernetes Events go (kopf's poster in the operator)."""
-
-    def post(self, run: "RunReconciler", type: str, reason: str, message: str) -> None:
-        log.info("%s/%s %s %s: %s", run.namespace, run.name, type, reason, message)
-
-_RUN_PHASES: dict[str, str] = {}
-_RUN_ACTIVE: dict[str, int] = {}
-_gauge_lock = threading.Lock()
-
-
-def _update_gauges(uid: str, phase: Optional[str], active: int) -> None:
-    with _gauge_lock:
-        if phase is None:
-            _RUN_PHASES.pop(uid, None)
-            _RUN_ACTIVE.pop(uid, None)
-        else:
-            _RUN_PHASES[uid] = phase
-            _RUN_ACTIVE[uid] = active
-        counts = {p: 0 for p in ("Pending", "Running", "Succeeded", "Failed")}
-        for p in _RUN_PHASES.values():
-            counts[p] = counts.get(p, 0) + 1
-        for p, n in counts.items():
-            metrics.RUNS.labels(phase=p).set(n)
-        metrics.ACTIVE_JOBS.set(sum(_RUN_ACTIVE.values()))
-
-
-def forget_run(uid: str) -> None:
-    _update_gauges(uid, None, 0)
-
-
-def _duration(job: dict) -> Optional[float]:
-    st = job.get("status") or {}
-    start, end = st.get("startTime"), st.get("completionTime")
-    if not end:  # Kubernetes >= 1.31 sets SuccessCriteriaMet / FailureTarget before completionTime
-        for c in st.get("conditions") or []:
-            if c.get("status") == "True" and c.get("type") in ("SuccessCriteriaMet", "Complete", "FailureTarget", "Failed"):
-                end = c.get("lastTransitionTime")
-                break
-    if not (start and end):
-        return None
-    f = lambda s: datetime.fromisoformat(str(s).replace("Z", "+00:00"))
-    return max(0.0, (f(end) - f(start)).total_seconds())
-
-
-_STORES: dict = {}
-_stores_lock = threading.Lock()
-
-
-IO_THREADS = 8
 # An offloaded run's status is a view (the store holds the lineage): patched at most this often.
 STATUS_PATCH_SECONDS = 1.0
-_IO: Optional[ThreadPoolExecutor] = None
-
-
-def _io() -> ThreadPoolExecutor:
-    """Threads for a pass's independent requests: the results of the steps that finished, the
-    Jobs it starts (one pass may see 100 steps finish and start as many)."""
-    global _IO
-    with _stores_lock:
-        if _IO is None:
-            _IO = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="searchrun-io")
-        return _IO
-
-
-def shared_store(uri: str):
-    """One store (and one boto3 client, ~15 MiB) per URI for all runs, not one per run."""
-    from ...artifacts import open_store
-
-    with _stores_lock:
-        if uri not in _STORES:
-            _STORES[uri] = open_store(uri)
-        return _STORES[uri]
-
-
-JOURNAL_PREFIX = "lineage-journal-"  # beside lineage.json: lineage-journal-00000001.json, ...
-
-
-def journal_uri(lineage_uri: str, seq: int) -> str:
-    return f"{lineage_uri.rsplit('/', 1)[0]}/{JOURNAL_PREFIX}{seq:08d}.json"
-
-
-def restore_lineage(raw_status: dict, read_uri) -> tuple[Optional[SearchRunStatus], bool, int]:
-    """The run's status as the engine needs it, whether it was offloaded, and the last journal
-    entry read. When the lineage was offloaded, status holds only the frontier; the store holds
-    it all (a snapshot plus the journal entries after it, written before every status patch)."""
-    from ...artifacts import ArtifactNotFound
-
-    known = {k: v for k, v in (raw_status or {}).items() if k in SearchRunStatus.model_fields}
-    if not known:
-        return None, False, 0
-    status = SearchRunStatus.model_validate(known)
-    if not (status.lineageURI and read_uri is not None):
-        return status, False, 0
-    doc = json.loads(read_uri(status.lineageURI))
-    data, seq = doc["status"], (doc.get("journal") or {}).get("seq")
-    if seq is None:  # a lineage written without a journal
-        return SearchRunStatus.model_validate(data), True, 0
-    steps = list(data.get("steps") or [])
-    while True:
-        try:
-            entry = json.loads(read_uri(journal_uri(status.lineageURI, seq + 1)))
-        except ArtifactNotFound:
-            break
-        seq += 1
-        data = entry["status"]
-        for i, step in entry["steps"]:
-            if i < len(steps):
-                steps[i] = step
-            elif i == len(steps):
-                steps.append(step)
-            else:
-                raise ValueError(f"lineage journal entry {seq} skips step {len(steps)}")
-    return SearchRunStatus.model_validate(dict(data, steps=steps)), True, seq
-
-
-def restore_status(raw_status: dict, read_uri) -> tuple[Optional[SearchRunStatus], bool]:
-    status, offloaded, _ = restore_lineage(raw_status, read_uri)
-    return status, offloaded
 
 
 def _same_but_the_clock(a: dict, b: Optional[dict]) -> bool:
@@ -183,118 +58,13 @@ def _same_but_the_clock(a: dict, b: Optional[dict]) -> bool:
     return True
 
 
-def merge_events(events) -> list[tuple[str, str, str]]:
-    """One Kubernetes Event per (type, reason) and pass: 40 steps finishing in one pass post one
-    StepSucceeded event naming them, not 40 (each Event is an API request)."""
-    groups: dict[tuple[str, str], list[str]] = {}
-    for e in events:
-        groups.setdefault((e.type, e.reason), []).append(e.message)
-    out = []
-    for (type_, reason), msgs in groups.items():
-        msg = msgs[0] if len(msgs) == 1 else f"{len(msgs)} times: " + "; ".join(msgs)
-        out.append((type_, reason, msg[:1000]))
-    return out
-
-
-_IN_FLIGHT = ("Running", "Queued", "Backoff")
-
-
-def _dump_step(s: StepStatus) -> dict:
-    return s.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
-
-
-def _json_size(x) -> int:
-    return len(json.dumps(x, separators=(",", ":")))
-
-
-class StepDumps:
-    """A status's steps as JSON (what the status patch and the stored lineage hold), kept up to
-    date from the engine's change set: its JSON size, the in-flight frontier and the summary
-    (steps by type and phase) too. ``sync()`` costs what changed since the last call."""
-
-    def __init__(self, status: SearchRunStatus):
-        self.status = status
-        self.dumps: list[dict] = []
-        self.pos: dict[str, int] = {}
-        self.sizes: list[int] = []
-        self.size_sum = 0
-        self.in_flight: set[int] = set()
-        self.by_type: dict[str, int] = {}
-        self.by_phase: dict[str, int] = {}
-        self.unwritten: set[int] = set()  # positions changed since the lineage was last written
-        for s in status.steps:
-            self._append(s)
-
-    def _append(self, s: StepStatus) -> None:
-        i, d = len(self.dumps), _dump_step(s)
-        self.dumps.append(d)
-        self.pos[s.id] = i
-        n = _json_size(d)
-        self.sizes.append(n)
-        self.size_sum += n
-        self._count(d, 1)
-        self.unwritten.add(i)
-        if d["phase"] in _IN_FLIGHT:
-            self.in_flight.add(i)
-
-    def _count(self, d: dict, k: int) -> None:
-        for counts, key in ((self.by_type, d["type"]), (self.by_phase, d["phase"])):
-            v = counts.get(key, 0) + k
-            if v:
-                counts[key] = v
-            else:
-                counts.pop(key, None)
-
-    def sync(self, changed=frozenset()) -> dict[str, Optional[dict]]:
-        """Take the engine's changes (``Decision.changed``); returns each changed step's previous
-        dump (None: a new step)."""
-        steps = self.status.steps
-        n_old = len(self.dumps)
-        prev: dict[str, Optional[dict]] = {}
-        for s in steps[n_old:]:  # new steps are appended, in lineage order
-            prev[s.id] = None
-            self._append(s)
-        for sid in changed:
-            i = self.pos.get(sid)
-            if i is None or i >= n_old:
-                continue  # new (dumped above)
-            old, d = self.dumps[i], _dump_step(steps[i])
-            if d == old:
-                continue
-            prev[sid] = old
-            self.dumps[i] = d  # replaced, never changed in place: an earlier patch body keeps the old one
-            n = _json_size(d)
-            self.size_sum += n - self.sizes[i]
-            self.sizes[i] = n
-            self._count(old, -1)
-            self._count(d, 1)
-            if d["phase"] in _IN_FLIGHT:
-                self.in_flight.add(i)
-            else:
-                self.in_flight.discard(i)
-            self.unwritten.add(i)
-        return prev
-
-    @property
-    def json_size(self) -> int:
-        """len(json.dumps(dumps, separators=(",", ":")))"""
-        return self.size_sum + max(0, len(self.sizes) - 1) + 2
-
-    def frontier(self, n: int = 50) -> list[dict]:
-        """The first ``n`` steps in flight, in lineage order."""
-        return [self.dumps[i] for i in heapq.nsmallest(n, self.in_flight)]
-
-    def summary(self) -> dict:
-        return LineageSummary(steps=len(self.dumps), byType=dict(self.by_type), byPhase=dict(self.by_phase)).model_dump(mode="json")
-
-
 class RunReconciler:
-    def __init__(self, api_client: client.ApiClient, cache, config: OperatorConfig, namespace: str, name: str, uid: str,
+    """One run: a pass (``reconcile_once``) observes its Jobs, asks the engine, then writes the
+    lineage, the status and the Jobs the engine started, through the injected ``KubeClient``."""
+
+    def __init__(self, kube: KubeClient, cache, config: OperatorConfig, namespace: str, name: str, uid: str,
                  events: EventSink, clock=lambda: datetime.now(timezone.utc)):
-        self.api_client = api_client
-        self.custom = client.CustomObjectsApi(api_client)
-        self.batch = client.BatchV1Api(api_client)
-        self.core = client.CoreV1Api(api_client)
+        self.kube = kube
         self.cache = cache
         self.config = config
         self.namespace, self.name, self.uid = namespace, name, uid
@@ -302,7 +72,7 @@ class RunReconciler:
         self.clock = clock
         self.spec: Optional[SearchRunSpec] = None
         self.status: Optional[SearchRunStatus] = None
-        self.store = None
+        self.store: Optional[ArtifactStore] = None
         self.store_uri: Optional[str] = None
         self.last_patch: Optional[dict] = None
         self.results: dict[str, bytes] = {}      # step id -> result.json, read once
@@ -310,10 +80,7 @@ class RunReconciler:
         self.unreadable_since: dict[str, float] = {}  # step id -> when its result was first missed
         self.offloaded = False
         self.dumps: Optional[StepDumps] = None  # self.status's steps as JSON, kept up to date
-        self.journal_seq = 0                    # the last lineage journal entry written (or read)
-        self.snapshot_bytes: Optional[int] = None  # size of the last full lineage.json this process wrote
-        self.journal_bytes = 0                  # journal written since that snapshot
-        self.journal_scalars: Optional[dict] = None  # the status fields (not steps) in the last entry
+        self.journal = LineageJournal(uid)      # the offloaded lineage in the store
         self.status_points_at_store = False     # a status with lineageURI was patched (or loaded)
         self.last_patch_at = 0.0
         self.patch_pending = False              # a status patch was held back (see reconcile_once)
@@ -323,17 +90,21 @@ class RunReconciler:
         self.jobs_created: set[tuple[str, int]] = set()  # (step id, attempt) whose Job this process created
         self.jobs_recreated: list = []          # StartSteps whose Job was gone and was created again
 
+    @property
+    def journal_seq(self) -> int:
+        """The last lineage journal entry written (or read)."""
+        return self.journal.seq
+
+    @journal_seq.setter
+    def journal_seq(self, seq: int) -> None:
+        self.journal.seq = seq
+
     # -- loading
 
     def load(self) -> bool:
         """Read the SearchRun; False when it is gone."""
-        try:
-            obj = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, self.name)
-        except ApiException as e:
-            if e.status == 404:
-                return False
-            raise
-        if obj["metadata"]["uid"] != self.uid:
+        obj = self.kube.get_run(self.namespace, self.name)
+        if obj is None or obj["metadata"]["uid"] != self.uid:
             return False
         raw_status = obj.get("status") or {}
         try:
@@ -345,8 +116,6 @@ class RunReconciler:
             if self.status.phase not in ("Succeeded", "Failed"):
                 self._fail_invalid(str(e))
             return True
-        from ...artifacts import read_uri
-
         self.store_uri = self.spec.artifacts.uri or self.config.artifacts
         try:
             self.store = shared_store(self.store_uri)
@@ -371,14 +140,12 @@ class RunReconciler:
         body = {"status": {"phase": "Failed", "message": f"invalid spec: {why}"[:1000], "finishedAt": now,
                            "conditions": [{"type": "Failed", "status": "True", "reason": "InvalidSpec",
                                            "message": why[:1000], "lastTransitionTime": now}]}}
-        self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, self.namespace, PLURAL, self.name, body)
+        self.kube.patch_run_status(self.namespace, self.name, body)
         self.events.post(self, "Warning", "InvalidSpec", why[:1000])
 
     # -- observing
 
     def _result(self, step_id: str, attempt: int) -> Optional[bytes]:
-        from ...artifacts import result_key
-
         if step_id in self.results:
             return self.results[step_id]
         try:
@@ -389,10 +156,9 @@ class RunReconciler:
         self.results[step_id] = raw  # observe_job parses it (executors.base.parse_result)
         return raw
 
-    def _pod_error(self, job_name: str, failed_pods_only: bool = False) -> str:
+    def _pod_error(self, job: str, failed_pods_only: bool = False) -> str:
         try:
-            pods = self.core.list_namespaced_pod(self.namespace, label_selector=f"job-name={job_name}", _preload_content=False)
-            items = json.loads(pods.data).get("items", [])
+            items = self.kube.job_pods(self.namespace, job)
         except ApiException:
             return ""
         if failed_pods_only:
@@ -438,7 +204,7 @@ class RunReconciler:
         unread = [(sid, attempts[sid]) for sid, job in jobs.items() if job_state(job) == "succeeded" and sid not in self.results]
         fetched: dict = {}
         if len(unread) > 1:  # read the results of the steps that finished at once
-            fetched = dict(zip((sid for sid, _ in unread), _io().map(lambda x: self._result(*x), unread)))
+            fetched = dict(zip((sid for sid, _ in unread), io_pool().map(lambda x: self._result(*x), unread)))
         for sid, job in jobs.items():
             state = job_state(job)
             attempt = attempts[sid]
@@ -505,49 +271,24 @@ class RunReconciler:
         return {"status": full}
 
     def _lineage_key(self) -> str:
-        from ...artifacts import run_key
-
-        return run_key(self.uid, LINEAGE_NAME)
+        return self.journal.key
 
     def write_lineage(self, st: SearchRunStatus) -> str:
         """The full lineage (a snapshot that includes journal entries up to ``journal_seq``)."""
-        from ...artifacts import _dump_json
-
         self._sync(st)
         doc = lineage_document(self.name, self.uid, self.namespace, self.spec, st.model_copy(update={"steps": []}))
-        doc["status"]["steps"] = self.dumps.dumps
-        doc["journal"] = {"seq": self.journal_seq}
-        data = _dump_json(doc)
-        uri = self.store.put_bytes(self._lineage_key(), data, overwrite=True)
-        self.snapshot_bytes, self.journal_bytes = len(data), 0
-        self.dumps.unwritten.clear()
-        self.journal_scalars = {k: v for k, v in doc["status"].items() if k != "steps"}
-        return uri
+        return self.journal.write_snapshot(self.store, doc, self.dumps)
 
     def _write_offloaded(self, st: SearchRunStatus, scalars: dict) -> str:
         """Before a status patch of an offloaded run: what changed goes to the store."""
-        from ...artifacts import _dump_json, run_key
-
-        if self.snapshot_bytes is None or self.journal_bytes > self.snapshot_bytes:
+        if self.journal.snapshot_due():
             return self.write_lineage(st)
-        scalars = {k: v for k, v in scalars.items() if v is not None}  # as lineage_document writes them
-        volatile = ("budgetUsed", "budgetRemaining")  # the engine recomputes these every pass
-        last = self.journal_scalars or {}
-        if self.dumps.unwritten or any(scalars.get(k) != last.get(k) for k in set(scalars) | set(last) if k not in volatile + ("steps",)):
-            seq = self.journal_seq + 1
-            entry = {"seq": seq, "status": scalars,
-                     "steps": [[i, self.dumps.dumps[i]] for i in sorted(self.dumps.unwritten)]}
-            data = _dump_json(entry)
-            self.store.put_bytes(run_key(self.uid, f"{JOURNAL_PREFIX}{seq:08d}.json"), data, overwrite=True)
-            self.journal_seq, self.journal_bytes = seq, self.journal_bytes + len(data)
-            self.journal_scalars = scalars
-            self.dumps.unwritten.clear()
-        return self.store.uri_for(self._lineage_key())
+        return self.journal.write_entry(self.store, self.dumps, scalars)
 
     def _patch_status(self, body: dict) -> None:
         if _same_but_the_clock(body, self.last_patch):
             return  # a pass that changed nothing but elapsed time: no write (the next change carries it)
-        self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, self.namespace, PLURAL, self.name, body)
+        self.kube.patch_run_status(self.namespace, self.name, body)
         self.last_patch, self.last_patch_at = body, time.monotonic()
         if body["status"].get("lineageURI"):
             self.status_points_at_store = True
@@ -556,8 +297,7 @@ class RunReconciler:
         ctx = step_context(self.spec, self.uid, self.name, self.store_uri, a)
         body = build_job(a, self.name, self.namespace, self.uid, self.spec, ctx.to_json(), self.config)
         try:
-            created = self.batch.create_namespaced_job(self.namespace, body, _preload_content=False)
-            self.cache.put(json.loads(created.data))
+            self.cache.put(self.kube.create_job(self.namespace, body))
             metrics.STEPS_CREATED.labels(step_type=a.step_type).inc()
             if (a.step_id, a.attempt) in self.jobs_created:  # it existed, and was gone (deleted by hand?)
                 self.jobs_recreated.append(a)
@@ -611,7 +351,7 @@ class RunReconciler:
         else:
             self._patch_status(body)
         if len(calls) > 1:
-            for f in [_io().submit(c) for c in calls]:
+            for f in [io_pool().submit(c) for c in calls]:
                 f.result()
         elif calls:
             calls[0]()
@@ -624,36 +364,8 @@ class RunReconciler:
             metrics.STEP_JOBS_RECREATED.inc(len(recreated))
             self.events.post(self, "Warning", "StepJobRecreated", "; ".join(
                 f"Job {a.job} of running step {a.step_id} was gone: created it again" for a in recreated)[:1000])
-        if not was_done:
-            self._record_metrics(d, before, limits_before, jobs)
+        if not was_done:  # ``before``: the steps this pass added (None) or changed (their previous JSON)
+            record_pass(self.namespace, self.uid, d, [d.status.steps[self.dumps.pos[sid]] for sid in before], before,
+                        limits_before, jobs)
         metrics.RECONCILE_SECONDS.observe(time.perf_counter() - t0)
         return d
-
-    def _record_metrics(self, d: Decision, before: dict[str, Optional[dict]], limits_before: set, jobs: dict) -> None:
-        """``before``: the steps this pass added (None) or changed (their previous JSON)."""
-        st = d.status
-        changed = [st.steps[self.dumps.pos[sid]] for sid in before]
-        children: dict[str, int] = {}
-        for s in changed:
-            if before[s.id] is None and s.parents and s.type == "traverse_node" and len(s.parents) == 1:
-                children[s.parents[0]] = children.get(s.parents[0], 0) + 1
-        for s in changed:
-            old = before[s.id]
-            old = (old["phase"], old.get("expanded", False)) if old is not None else None
-            if s.phase in ("Succeeded", "Failed") and (old is None or old[0] not in ("Succeeded", "Failed")):
-                metrics.STEPS_FINISHED.labels(step_type=s.type, outcome=s.phase.lower()).inc()
-                if s.tokens:
-                    metrics.TOKENS.labels(namespace=self.namespace).inc(s.tokens)
-                if s.costUSD:
-                    metrics.COST.labels(namespace=self.namespace).inc(s.costUSD)
-                job = jobs.get(s.id)
-                dur = _duration(job) if job else None
-                if dur is not None:
-                    metrics.STEP_DURATION.labels(step_type=s.type).observe(dur)
-            if s.expanded and (old is None or not old[1]) and s.type in ("traverse_node", "plan_search"):
-                metrics.FANOUT.observe(children.get(s.id, 0))
-        for name in set(st.limitsHit) - limits_before:
-            metrics.BUDGET_EXHAUSTED.labels(budget=name).inc()
-        if d.done:
-            metrics.DEPTH.observe(st.maxDepthReached)
-        _update_gauges(self.uid, st.phase, len(d.running) if not d.done else 0)

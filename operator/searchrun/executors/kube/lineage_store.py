@@ -1,0 +1,204 @@
+"""A run's lineage as the operator keeps it: as JSON in memory, and in the store once offloaded.
+
+A pass costs what changed, not the size of the run: the engine reports which
+steps it added or changed (``Decision.changed``), and ``StepDumps`` keeps the
+lineage as JSON, its size, its frontier and its summary up to date from that.
+Once the lineage is offloaded, a pass writes a *journal entry* with only the
+steps it changed (``lineage-journal-<seq>.json``) instead of the whole lineage;
+a full ``lineage.json`` (a snapshot, naming the journal entry it includes) is
+written the first time, whenever the journal since the last snapshot outgrows
+it, before ``create_report`` and when the run ends (``LineageJournal``). A
+restarted operator reads the snapshot and then the journal entries after it
+(``restore_lineage``).
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from typing import Optional
+
+from ...api import LineageSummary, SearchRunStatus, StepStatus
+from ...artifacts import ArtifactNotFound, ArtifactStore, dump_json, run_key
+from ..base import lineage_key
+
+JOURNAL_PREFIX = "lineage-journal-"  # beside lineage.json: lineage-journal-00000001.json, ...
+
+
+def journal_uri(lineage_uri: str, seq: int) -> str:
+    return f"{lineage_uri.rsplit('/', 1)[0]}/{JOURNAL_PREFIX}{seq:08d}.json"
+
+
+def restore_lineage(raw_status: dict, read_uri) -> tuple[Optional[SearchRunStatus], bool, int]:
+    """The run's status as the engine needs it, whether it was offloaded, and the last journal
+    entry read. When the lineage was offloaded, status holds only the frontier; the store holds
+    it all (a snapshot plus the journal entries after it, written before every status patch)."""
+    known = {k: v for k, v in (raw_status or {}).items() if k in SearchRunStatus.model_fields}
+    if not known:
+        return None, False, 0
+    status = SearchRunStatus.model_validate(known)
+    if not (status.lineageURI and read_uri is not None):
+        return status, False, 0
+    doc = json.loads(read_uri(status.lineageURI))
+    data, seq = doc["status"], (doc.get("journal") or {}).get("seq")
+    if seq is None:  # a lineage written without a journal
+        return SearchRunStatus.model_validate(data), True, 0
+    steps = list(data.get("steps") or [])
+    while True:
+        try:
+            entry = json.loads(read_uri(journal_uri(status.lineageURI, seq + 1)))
+        except ArtifactNotFound:
+            break
+        seq += 1
+        data = entry["status"]
+        for i, step in entry["steps"]:
+            if i < len(steps):
+                steps[i] = step
+            elif i == len(steps):
+                steps.append(step)
+            else:
+                raise ValueError(f"lineage journal entry {seq} skips step {len(steps)}")
+    return SearchRunStatus.model_validate(dict(data, steps=steps)), True, seq
+
+
+def restore_status(raw_status: dict, read_uri) -> tuple[Optional[SearchRunStatus], bool]:
+    status, offloaded, _ = restore_lineage(raw_status, read_uri)
+    return status, offloaded
+
+
+_IN_FLIGHT = ("Running", "Queued", "Backoff")
+
+
+def _dump_step(s: StepStatus) -> dict:
+    return s.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
+
+
+def _json_size(x) -> int:
+    return len(json.dumps(x, separators=(",", ":")))
+
+
+class StepDumps:
+    """A status's steps as JSON (what the status patch and the stored lineage hold), kept up to
+    date from the engine's change set: its JSON size, the in-flight frontier and the summary
+    (steps by type and phase) too. ``sync()`` costs what changed since the last call."""
+
+    def __init__(self, status: SearchRunStatus):
+        self.status = status
+        self.dumps: list[dict] = []
+        self.pos: dict[str, int] = {}
+        self.sizes: list[int] = []
+        self.size_sum = 0
+        self.in_flight: set[int] = set()
+        self.by_type: dict[str, int] = {}
+        self.by_phase: dict[str, int] = {}
+        self.unwritten: set[int] = set()  # positions changed since the lineage was last written
+        for s in status.steps:
+            self._append(s)
+
+    def _append(self, s: StepStatus) -> None:
+        i, d = len(self.dumps), _dump_step(s)
+        self.dumps.append(d)
+        self.pos[s.id] = i
+        n = _json_size(d)
+        self.sizes.append(n)
+        self.size_sum += n
+        self._count(d, 1)
+        self.unwritten.add(i)
+        if d["phase"] in _IN_FLIGHT:
+            self.in_flight.add(i)
+
+    def _count(self, d: dict, k: int) -> None:
+        for counts, key in ((self.by_type, d["type"]), (self.by_phase, d["phase"])):
+            v = counts.get(key, 0) + k
+            if v:
+                counts[key] = v
+            else:
+                counts.pop(key, None)
+
+    def sync(self, changed=frozenset()) -> dict[str, Optional[dict]]:
+        """Take the engine's changes (``Decision.changed``); returns each changed step's previous
+        dump (None: a new step)."""
+        steps = self.status.steps
+        n_old = len(self.dumps)
+        prev: dict[str, Optional[dict]] = {}
+        for s in steps[n_old:]:  # new steps are appended, in lineage order
+            prev[s.id] = None
+            self._append(s)
+        for sid in changed:
+            i = self.pos.get(sid)
+            if i is None or i >= n_old:
+                continue  # new (dumped above)
+            old, d = self.dumps[i], _dump_step(steps[i])
+            if d == old:
+                continue
+            prev[sid] = old
+            self.dumps[i] = d  # replaced, never changed in place: an earlier patch body keeps the old one
+            n = _json_size(d)
+            self.size_sum += n - self.sizes[i]
+            self.sizes[i] = n
+            self._count(old, -1)
+            self._count(d, 1)
+            if d["phase"] in _IN_FLIGHT:
+                self.in_flight.add(i)
+            else:
+                self.in_flight.discard(i)
+            self.unwritten.add(i)
+        return prev
+
+    @property
+    def json_size(self) -> int:
+        """len(json.dumps(dumps, separators=(",", ":")))"""
+        return self.size_sum + max(0, len(self.sizes) - 1) + 2
+
+    def frontier(self, n: int = 50) -> list[dict]:
+        """The first ``n`` steps in flight, in lineage order."""
+        return [self.dumps[i] for i in heapq.nsmallest(n, self.in_flight)]
+
+    def summary(self) -> dict:
+        return LineageSummary(steps=len(self.dumps), byType=dict(self.by_type), byPhase=dict(self.by_phase)).model_dump(mode="json")
+
+
+class LineageJournal:
+    """Where an offloaded run's lineage goes in the store: a snapshot now and then, and between
+    snapshots one journal entry per pass with what it changed."""
+
+    def __init__(self, run_uid: str):
+        self.key = lineage_key(run_uid)
+        self.run_uid = run_uid
+        self.seq = 0                               # the last journal entry written (or read)
+        self.snapshot_bytes: Optional[int] = None  # size of the last full lineage.json this process wrote
+        self.journal_bytes = 0                     # journal written since that snapshot
+        self.scalars: Optional[dict] = None        # the status fields (not steps) in the last entry
+
+    def snapshot_due(self) -> bool:
+        """The first write of this process, or a journal since the last snapshot larger than it."""
+        return self.snapshot_bytes is None or self.journal_bytes > self.snapshot_bytes
+
+    def write_snapshot(self, store: ArtifactStore, doc: dict, dumps: StepDumps) -> str:
+        """The full lineage: ``doc`` (a lineage document without steps) with ``dumps``' steps,
+        including the journal entries up to ``seq``."""
+        doc["status"]["steps"] = dumps.dumps
+        doc["journal"] = {"seq": self.seq}
+        data = dump_json(doc)
+        uri = store.put_bytes(self.key, data, overwrite=True)
+        self.snapshot_bytes, self.journal_bytes = len(data), 0
+        dumps.unwritten.clear()
+        self.scalars = {k: v for k, v in doc["status"].items() if k != "steps"}
+        return uri
+
+    def write_entry(self, store: ArtifactStore, dumps: StepDumps, scalars: dict) -> str:
+        """The steps and status fields changed since the last write, as the next journal entry
+        (none when nothing but the budget accounting changed); the lineage's URI."""
+        scalars = {k: v for k, v in scalars.items() if v is not None}  # as lineage_document writes them
+        volatile = ("budgetUsed", "budgetRemaining")  # the engine recomputes these every pass
+        last = self.scalars or {}
+        if dumps.unwritten or any(scalars.get(k) != last.get(k) for k in set(scalars) | set(last) if k not in volatile + ("steps",)):
+            seq = self.seq + 1
+            entry = {"seq": seq, "status": scalars,
+                     "steps": [[i, dumps.dumps[i]] for i in sorted(dumps.unwritten)]}
+            data = dump_json(entry)
+            store.put_bytes(run_key(self.run_uid, f"{JOURNAL_PREFIX}{seq:08d}.json"), data, overwrite=True)
+            self.seq, self.journal_bytes = seq, self.journal_bytes + len(data)
+            self.scalars = scalars
+            dumps.unwritten.clear()
+        return store.uri_for(self.key)
