@@ -117,7 +117,7 @@ def main(argv=None) -> int:
         print(f"{args.manifest}: valid SearchRun {run.metadata.name!r}")
         return 0
     if args.command == "corpus" and args.corpus_command == "import":
-        from .corpus import import_command
+        from .corpus_markdown import import_command
 
         return import_command(args.path, args.output)
     ap.print_help(sys.stderr)

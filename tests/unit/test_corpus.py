@@ -14,11 +14,10 @@ from searchrun.corpus import (
     MAX_DOC_ID_CHARS,
     Corpus,
     CorpusError,
-    import_command,
-    import_markdown,
     load_corpus,
     parse_corpus,
 )
+from searchrun.corpus_markdown import import_command, import_markdown
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "examples" / "corpus" / "sample-corpus.json"

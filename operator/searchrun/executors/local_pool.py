@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 from typing import Callable, Optional
 
+from ..artifacts import s3 as artifacts_s3
 from .local_workers import WORKER_COMMAND, ForkedWorker
 
 READY_TIMEOUT = 120  # seconds a new worker may take to import and load the corpus
@@ -28,10 +29,8 @@ def memory_bytes(quantity: Optional[str]) -> int:
 
 def can_fork_worker() -> bool:
     """The executor may fork its worker: Linux, one thread, no boto3 client (sockets) to hand down."""
-    from .. import artifacts
-
     return (sys.platform.startswith("linux") and threading.active_count() == 1
-            and artifacts._shared_client is None)
+            and artifacts_s3._shared_client is None)
 
 
 def _last_line(path: Path) -> str:

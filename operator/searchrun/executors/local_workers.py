@@ -7,7 +7,7 @@ child that runs the same entrypoint logic as ``searchrun step`` (``steps.entrypo
 exits with its exit code. Each step is still its own process: a crash, a kill at the timeout or a
 memory blow-up (an address-space limit of ``spec.steps.resources.limits.memory`` beyond the
 worker's) ends that child only. The corpus and its index are shared copy-on-write; the store (and
-any S3 client, ``artifacts._forget_shared_client``) is opened by each child itself.
+any S3 client, ``artifacts.s3._forget_shared_client``) is opened by each child itself.
 
 The executor (``local_pool``) talks to the worker over two pipes, one JSON object a line:
 ``{"op": "start", "key", "ctx", "stderr", "memory"}`` and ``{"op": "kill", "key"}`` in;
