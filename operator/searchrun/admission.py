@@ -13,6 +13,7 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from .api import BUDGET_FIELDS, Budget, SearchRunSpec
+from .artifacts import open_store
 from .endpoint_policy import AgentEndpointPolicy, url_problem
 from .manifest import describe_validation_error
 
@@ -75,8 +76,6 @@ def artifact_store_problem(uri: str) -> Optional[str]:
     """Why ``uri`` cannot be a run's artifact store on a cluster, or None. Step Jobs and the
     operator must share it, so it is an s3:// URI (file:// is for local runs), and one that
     opens as a store (the CRD pattern lets a '.' or '..' prefix segment through)."""
-    from .artifacts import open_store
-
     if not uri.startswith("s3://"):
         return "step Jobs and the operator share the artifact store on a cluster: use s3://bucket/prefix"
     try:

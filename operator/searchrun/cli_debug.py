@@ -22,10 +22,12 @@ import yaml
 
 from .api import SearchRunSpec, SearchRunStatus, StepStatus
 from .artifacts import ArtifactError, ArtifactNotFound, ArtifactStore, open_store, read_uri, result_key
+from .engine.planner import Planner
 from .engine.resume import ResumeError
 from .engine.types import parse_time
 from .executors.base import lineage_key
 from .executors.kube.lineage_store import restore_lineage  # pure: the offloaded lineage of a cluster run
+from .executors.resume import find_run, load_lineage
 from .steps import STEP_ENV, StepContext
 from .steps.logcopy import read_input, read_log
 
@@ -55,8 +57,6 @@ class Lineage:
 
 
 def load(target: str, store_uri: Optional[str]) -> Lineage:
-    from .executors.resume import find_run, load_lineage
-
     try:
         store_uri, uid = find_run(target, store_uri)
         store = open_store(store_uri)
@@ -202,8 +202,6 @@ def recorded_input(lin: Lineage, s: StepStatus) -> dict:
             return read_input(lin.store, run, sid, max(1, att))
         except (ArtifactError, ValueError):
             continue
-    from .engine.planner import Planner
-
     spec = SearchRunSpec.model_validate(lin.doc["spec"])
     p = Planner(spec, lin.status, datetime.now(timezone.utc), lin.uid)
     return dict(p.start_action(s).input)

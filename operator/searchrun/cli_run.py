@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Optional, TextIO
 
 from .api import SearchRun, StepStatus
-from .artifacts import ArtifactStore, run_key
+from .artifacts import ArtifactStore, open_store, run_key
 from .corpus import CorpusError
 from .engine import Event, Observation, StartStep
+from .engine.resume import ResumeError
 from .executors.local import (DEFAULT_STORE_DIR, LocalExecutor, LocalRunResult, Progress, check_corpus,
                               resolve_corpus_uri)
+from .executors.resume import Replay, find_run, prepare
 from .manifest import ManifestError, load_manifest
 from .report import render_text_summary
 from .steps import REPORT_JSON
@@ -128,10 +130,6 @@ def resume_run(target: str, store: Optional[str] = None, budget: Optional[list[s
                out: Optional[TextIO] = None, quiet: bool = False, isolation: Optional[str] = None) -> int:
     """``searchrun run --resume RUN_DIR_OR_UID``: 0 when the resumed run succeeds, 1 when it fails,
     2 for bad input (an unknown run, one still running, a bad budget)."""
-    from .artifacts import open_store
-    from .engine.resume import ResumeError
-    from .executors.resume import Replay, find_run, prepare
-
     try:
         changes = parse_budget_args(budget)
         store_uri, uid = find_run(target, store)

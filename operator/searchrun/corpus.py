@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Optional
 from urllib.parse import unquote, urlparse
@@ -252,8 +253,6 @@ def _read_builtin(name: str) -> Corpus:
     fname = BUILTIN_CORPORA.get(name)
     if fname is None:
         raise CorpusError(f"corpus builtin:{name}: unknown builtin corpus (available: {', '.join('builtin:' + n for n in BUILTIN_CORPORA)})")
-    from importlib import resources
-
     try:
         data = (resources.files("searchrun") / "data" / fname).read_bytes()
     except (OSError, ModuleNotFoundError) as e:

@@ -3,6 +3,7 @@ starts and again if it dies, and each forked step shown as the ``subprocess.Pope
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
@@ -60,8 +61,6 @@ class ForkedStep:
         try:
             self.stderr = open(self.stderr_path)
         except FileNotFoundError:  # the worker died before it forked this step
-            import io
-
             self.stderr = io.StringIO(note)
         self._done.set()
         self.on_exit()

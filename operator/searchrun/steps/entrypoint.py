@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
+from ..agents.base import AgentReplyError
 from ..artifacts import ArtifactNotFound, open_store, result_key
 from ..engine.types import StepResult
 from .context import EXIT_PERMANENT, STEP_ENV, PermanentStepError, StepContext, StepError
@@ -70,8 +71,6 @@ def _committed_result(store, ctx: StepContext) -> tuple[Optional[dict], bool]:
 
 def _is_permanent(e: Exception) -> bool:
     """A failure that the same step would hit again on retry."""
-    from ..agents.base import AgentReplyError
-
     return isinstance(e, (PermanentStepError, AgentReplyError))
 
 

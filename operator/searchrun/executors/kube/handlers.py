@@ -11,6 +11,7 @@ import contextvars
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Optional
 
 import kopf
@@ -19,6 +20,7 @@ from kubernetes.client.rest import ApiException
 
 from ... import metrics
 from ...api import GROUP, PLURAL, VERSION
+from ...artifacts import open_store, run_prefix
 from . import status_guard
 from .client import KubeClient
 from .config import OperatorConfig
@@ -27,6 +29,7 @@ from .events import EventSink
 from .reconciler import STATUS_PATCH_SECONDS, RunReconciler
 from .run_metrics import forget_run
 from .shared import IO_THREADS
+from .tls import self_signed
 
 log = logging.getLogger("searchrun.operator")
 
@@ -112,11 +115,7 @@ class LargeBodyWebhookServer(kopf.WebhookServer):
 
 
 def _webhook_server(cfg: OperatorConfig):
-    from .tls import self_signed
-
     if cfg.webhookCertDir:
-        from pathlib import Path
-
         d = Path(cfg.webhookCertDir)
         ca = d / "ca.crt"
         return LargeBodyWebhookServer(addr=cfg.webhookAddr, port=cfg.webhookPort, host=cfg.webhookHost,
@@ -291,8 +290,6 @@ def on_delete(spec, uid, namespace, name, logger, **_) -> None:
         STATE.cache.forget(uid)
     if not (spec.get("artifacts") or {}).get("cleanup"):
         return
-    from ...artifacts import open_store, run_prefix
-
     uri = (spec.get("artifacts") or {}).get("uri") or STATE.config.artifacts
     try:
         n = open_store(uri).delete_prefix(run_prefix(uid))

@@ -22,6 +22,7 @@ import json
 from typing import Any, Mapping, Optional
 
 from ...api import SearchRunStatus
+from ...artifacts import ArtifactNotFound
 
 FINISHED = ("Succeeded", "Failed")
 # Derived from the steps, or pointers the operator sets itself: not part of the record's comparison.
@@ -100,8 +101,6 @@ def trusted_status(raw_status: Optional[Mapping], read_record, own_lineage_uri: 
 def read_record(store, key: str):
     """A function that reads the run's lineage document at ``key`` (None when there is none)."""
     def read() -> Optional[dict]:
-        from ...artifacts import ArtifactNotFound
-
         try:
             doc = json.loads(store.get_bytes(key))
         except ArtifactNotFound:
