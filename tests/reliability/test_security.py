@@ -122,6 +122,12 @@ def test_rbac_least_privilege_matrix(cluster, scope):
     try:
         cluster.apply(objs)
         op = f"system:serviceaccount:{release_ns}:{release}"
+        # The API server's RBAC authorizer learns new roles and bindings through its informers: a
+        # check right after the apply may still see none of them. Wait until the first one holds.
+        deadline = time.monotonic() + 60
+        while not can_i(cluster, op, "get", SEARCHRUNS, watched):
+            assert time.monotonic() < deadline, "the operator's role never took effect"
+            time.sleep(0.5)
         calls_before = CAN_I_CALLS[0]
         rows = []
         for verb, res, sub in OPERATOR_ALLOWED:
