@@ -43,7 +43,7 @@ STEP_ID = r"(detect|plan|simple|aggregate|report|t\d+(-\d+)*)"
 JOB_NAME_RE = re.compile(rf"^sr-[0-9a-f]{{10}}-{STEP_ID}$")
 STEP_ID_RE = re.compile(rf"^{STEP_ID}$")
 STEP_TYPES = {"detect-intent", "simple-search", "plan-search", "traverse-node", "aggregate-results", "create-report"}
-KEY_RE = re.compile(rf"^runs/[0-9a-f-]{{36}}/(lineage\.json|report\.html|report\.json|steps/{STEP_ID}/a[0-9]+/(output|result)\.json)$")
+KEY_RE = re.compile(rf"^runs/[0-9a-f-]{{36}}/(lineage\.json|report\.html|report\.json|steps/{STEP_ID}/a[0-9]+/((output|result|input)\.json|log\.txt))$")  # log.txt, input.json: a step's copy for `searchrun logs`
 DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
