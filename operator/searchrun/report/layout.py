@@ -24,7 +24,8 @@ def _type_row(step: dict):
 def _row_key(step: dict) -> tuple[int, int]:
     """(band, order): the step type's row (from the step registry: 0 above the traversal, 2 below
     it), else the traversal row of its depth."""
-    row = step.get("row") or (list(_type_row(step)[:2]) if _type_row(step) else None)
+    typed = _type_row(step)
+    row = step.get("row") or (list(typed[:2]) if typed else None)
     if isinstance(row, list) and len(row) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in row) \
             and row[0] in (0, 2):
         return (row[0], max(0, row[1]))
@@ -39,8 +40,8 @@ def _row_labels(steps: list[dict]) -> dict[tuple[int, int], str]:
             labels.setdefault(key, f"depth {key[1]}")
         elif isinstance(s.get("rowLabel"), str):
             labels.setdefault(key, s["rowLabel"][:20])
-        elif _type_row(s):
-            labels.setdefault(key, _type_row(s)[2])
+        elif (typed := _type_row(s)) is not None:
+            labels.setdefault(key, typed[2])
     return labels
 
 
