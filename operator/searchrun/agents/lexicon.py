@@ -27,6 +27,8 @@ _DETACH = (  # WordNet's "morphy" detachment rules, to find a base form the tabl
 class Lexicon:
     """Lazy lookups in the sorted table; a missing or unreadable table means no related words."""
 
+    FILE = "data/lexicon-en.tsv"
+
     def __init__(self, path: Optional[str] = None):
         self._path = path
         self._map: Optional[mmap.mmap] = None
@@ -38,7 +40,7 @@ class Lexicon:
             self._opened = True
             try:
                 if self._path is None:
-                    ref = resources.files("searchrun").joinpath("data/lexicon-en.tsv")
+                    ref = resources.files("searchrun").joinpath(self.FILE)
                     with resources.as_file(ref) as p:
                         self._path = str(p)
                 with open(self._path, "rb") as f:
@@ -55,16 +57,21 @@ class Lexicon:
 
     def entry(self, word: str) -> tuple[str, ...]:
         """Related words of exactly ``word`` (lowercase), or ()."""
+        raw = self.raw(word)
+        return tuple(raw.split(",")) if raw else ()
+
+    def raw(self, word: str) -> str:
+        """The rest of the line of exactly ``word`` (lowercase), or ""."""
         m = self._open()
         if m is None or not word:
-            return ()
+            return ""
         key = word.encode("utf-8", "ignore") + b"\t"
         lo, hi = 0, self._size
         while lo < hi:
             mid = (lo + hi) // 2
             start, line = self._line_at(m, mid)
             if line.startswith(key):
-                return tuple(line[len(key) :].decode("utf-8", "ignore").split(","))
+                return line[len(key) :].decode("utf-8", "ignore")
             if line < key:
                 nl = m.find(b"\n", mid)
                 if nl < 0:
@@ -72,7 +79,7 @@ class Lexicon:
                 lo = nl + 1
             else:
                 hi = start
-        return ()
+        return ""
 
     @lru_cache(maxsize=20_000)
     def related(self, word: str) -> tuple[str, ...]:
@@ -100,4 +107,40 @@ class Lexicon:
         return tuple(out)
 
 
+class Distributional(Lexicon):
+    """Word frequency ranks and distributional neighbours from GloVe (``data/related-en.tsv``,
+    built by ``hack/build-related.py``): ``word<TAB>rank<TAB>neighbour:similarity,...``."""
+
+    FILE = "data/related-en.tsv"
+
+    @lru_cache(maxsize=20_000)
+    def _parsed(self, word: str) -> tuple[int, tuple[tuple[str, float], ...]]:
+        raw = self.raw(word)
+        if not raw:
+            return 0, ()
+        rank, _, rest = raw.partition("\t")
+        near = []
+        for item in rest.split(","):
+            w, _, sim = item.partition(":")
+            if w and sim:
+                near.append((w, float(sim)))
+        return int(rank) if rank.isdigit() else 0, tuple(near)
+
+    def rank(self, word: str) -> int:
+        """The word's frequency rank in general English (1 = most frequent), 0 when unknown."""
+        return self._parsed(word)[0]
+
+    @lru_cache(maxsize=20_000)
+    def near_terms(self, word: str) -> tuple[tuple[str, float], ...]:
+        """(index term, cosine similarity) of the word's neighbours, closest first."""
+        own = stem(word)
+        out: dict[str, float] = {}
+        for w, sim in self._parsed(word)[1]:
+            t = term(w)
+            if t is not None and t != own and t not in out:
+                out[t] = sim
+        return tuple(out.items())
+
+
 LEXICON = Lexicon()
+NEIGHBOURS = Distributional()

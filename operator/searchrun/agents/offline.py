@@ -29,7 +29,7 @@ from typing import Optional
 from ..corpus import Corpus
 from .base import DEFAULT_MAX_NOTE_CHARS, Hit, Hop, PathContext, Proposal, TraverseDecision, Usage, usage
 from .bm25 import BM25Index, index_for, index_text  # noqa: F401  (re-exported)
-from .scoring import Question, View, agent_types, analyse, judge, note_for, path_answered, path_covered
+from .scoring import Question, View, agent_types, analyse, place_types, judge, note_for, path_answered, path_covered
 from .text import (  # noqa: F401  (re-exported for the openai agent and tests)
     WORD_RE,
     clip,
@@ -61,6 +61,7 @@ class OfflineAgent:
         self.index = index_for(corpus)
         self._incoming: Optional[dict[str, list[tuple[str, str]]]] = None
         self._agents: Optional[frozenset] = None
+        self._places: Optional[frozenset] = None
 
     def agents(self) -> frozenset:
         """This corpus's document types that are people or groups (see :func:`.scoring.agent_types`)."""
@@ -69,6 +70,14 @@ class OfflineAgent:
             self._agents = agent_types(
                 (d.type, kind, docs[dst].type) for d in docs.values() for kind, dst in self.corpus.links(d.id))
         return self._agents
+
+    def places(self) -> frozenset:
+        """This corpus's document types that are places (see :func:`.scoring.place_types`)."""
+        if self._places is None:
+            docs = self.corpus.documents
+            self._places = place_types(
+                (d.type, kind, docs[dst].type) for d in docs.values() for kind, dst in self.corpus.links(d.id))
+        return self._places
 
     def incoming(self, doc_id: str) -> list[tuple[str, str]]:
         """(source, relationship kind) of every followable link into ``doc_id``, in corpus order."""
@@ -134,13 +143,13 @@ class OfflineAgent:
         doc = self.corpus.documents[doc_id]
         n = self.index.nwords(self.index.pos[doc_id])
         if n <= left:
-            return View(doc.title, doc.type, relation, doc.content, self.agents()), n, doc.content, False
+            return View(doc.title, doc.type, relation, doc.content, self.agents(), self.places()), n, doc.content, False
         tw = count_words(doc.title)
         if tw >= left:
             title, content = truncate_words(doc.title, left), ""
         else:
             title, content = doc.title, truncate_words(doc.content, left - tw)
-        return View(title, doc.type, relation, content, self.agents()), count_words(title) + count_words(content), content, True
+        return View(title, doc.type, relation, content, self.agents(), self.places()), count_words(title) + count_words(content), content, True
 
     def simple_search(self, query: str, k: int, allowance: int) -> tuple[list[Hit], Usage]:
         if allowance <= 0 or k <= 0:
@@ -269,7 +278,7 @@ class OfflineAgent:
             if src == doc_id or read + cost > left:
                 continue
             read += cost
-            view = View(c.title, c.type, None, peek, self.agents())
+            view = View(c.title, c.type, None, peek, self.agents(), self.places())
             peeked.append((-sum(view.strength(t)[0] for t in q.terms), j, src, kind))
         parents = sorted(peeked)[:IMPLIED_READ]
         doc = self.corpus.documents[doc_id]
@@ -286,7 +295,7 @@ class OfflineAgent:
             hop = Hop(src, ptitle, None)
             ppath = PathContext((hop,), kind, note_for(q, pj.covered, ptitle, pj.found))
             covered = path_covered(q, ppath)
-            j = judge(q, View(doc.title, doc.type, kind, content, self.agents()), covered, self.threshold, after_answer=pj.found)
+            j = judge(q, View(doc.title, doc.type, kind, content, self.agents(), self.places()), covered, self.threshold, after_answer=pj.found)
             if j.found and (best is None or j.score > best[0].score):
                 best = (j, (Hop(src, ptitle, kind),))
         if best is None:
@@ -307,7 +316,7 @@ class OfflineAgent:
             if cost <= left:
                 left -= cost
                 read += cost
-                view = View(c.title, c.type, kind, peek, self.agents())
+                view = View(c.title, c.type, kind, peek, self.agents(), self.places())
                 got = [(t, *view.strength(t)) for t in want]
                 score = sum(m for _, m, _ in got) / len(want) if want else 0.0
                 if q.focus is not None:

@@ -30,13 +30,14 @@ note.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
 from .base import PathContext
-from .lexicon import LEXICON
+from .lexicon import LEXICON, NEIGHBOURS
 from .text import STOPWORDS, kind_words, surface_forms, term, terms_of, words
 
 K1 = 1.5
@@ -53,6 +54,15 @@ CONTENT_ONLY_SCORE = 0.75  # a document whose labels share nothing with a longer
 MAX_RELATED_PER_TERM = 24
 CLASS_MATCH = 0.75  # "which sponsor ...?" and a company reached by hosted_by: who, if not which
 OPENING_WORDS = 8  # a document's first words often say what it is ("A single machine with ...")
+# A term's weight in the score follows how rare the word is in general English (GloVe's
+# frequency rank, corpus-independent): "says" or "working" weigh less than "passport".
+COMMON_RANK = 100  # at or above this frequency (rank 1 = "the") a word weighs WEIGHT_FLOOR
+RARE_RANK = 20_000  # at or below this frequency (and for words the table does not know) it weighs 1
+WEIGHT_FLOOR = 0.3
+NEAR_LABEL_WEIGHT = 0.4  # a distributional neighbour ("planes" ~ "aircraft") in a title, type or link, times its similarity
+NEAR_CONTENT_WEIGHT = 0.25  # ... in the content
+NEAR_MIN_RANK = 1000  # frequent words have topical neighbours ("team" ~ "football"): only rarer ones use them
+MAX_NEAR_PER_TERM = 6
 
 WHO = "\x00who"  # the focus of a "who ..." question: a person, team, owner or organisation
 WHERE = "\x00where"  # the focus of a "where ..." question: a place
@@ -91,6 +101,8 @@ class QTerm:
     surface: str
     related: frozenset[str]
     ordered: tuple[str, ...] = ()  # the related stems, closest first
+    weight: float = 1.0  # how much the term weighs in the score (see term_weight)
+    near: tuple[tuple[str, float], ...] = ()  # distributional neighbours (stem, similarity), closest first
 
 
 @dataclass(frozen=True)
@@ -110,7 +122,11 @@ def analyse(query: str) -> Question:
     terms = []
     for s, w in surf.items():
         rel = LEXICON.related_terms(w)[:MAX_RELATED_PER_TERM] if w.isalpha() else ()
-        terms.append(QTerm(s, w, frozenset(rel), rel))
+        rank = NEIGHBOURS.rank(w) if w.isalpha() else 0
+        near = ()
+        if w.isalpha() and (rank == 0 or rank >= NEAR_MIN_RANK):
+            near = tuple((t, sim) for t, sim in NEIGHBOURS.near_terms(w) if t not in rel)[:MAX_NEAR_PER_TERM]
+        terms.append(QTerm(s, w, frozenset(rel), rel, term_weight(rank), near))
     ws = words(query)
     focus: Optional[str] = None
     definitional = False
@@ -130,6 +146,17 @@ def analyse(query: str) -> Question:
     return Question(tuple(terms), focus, definitional)
 
 
+def term_weight(rank: int) -> float:
+    """A term's weight from its word's frequency rank (0 = unknown, so rare): log-linear from
+    ``WEIGHT_FLOOR`` at ``COMMON_RANK`` to 1 at ``RARE_RANK``."""
+    if rank <= 0 or rank >= RARE_RANK:
+        return 1.0
+    if rank <= COMMON_RANK:
+        return WEIGHT_FLOOR
+    x = (math.log(rank) - math.log(COMMON_RANK)) / (math.log(RARE_RANK) - math.log(COMMON_RANK))
+    return round(WEIGHT_FLOOR + (1.0 - WEIGHT_FLOOR) * x, 4)
+
+
 def saturation(tf: int, n_words: int) -> float:
     """Content strength of ``tf`` mentions in a document of ``n_words`` words, in [0, 1]."""
     if tf <= 0:
@@ -145,8 +172,9 @@ class View:
     """What the agent read of one document: its title, type, incoming link kind and content."""
 
     def __init__(self, title: str, doc_type: str, relation: Optional[str], content: str,
-                 agent_types: frozenset = frozenset()):
+                 agent_types: frozenset = frozenset(), place_types: frozenset = frozenset()):
         self.agent_types = agent_types  # this corpus's document types that are people or groups
+        self.place_types = place_types  # ... and that are places
         self.title = set(terms_of(title))
         tws = terms_of(title)
         self.head = {tws[-1]} if tws else set()  # English noun phrases end in what the thing is
@@ -180,6 +208,11 @@ class View:
             m *= CONTENT_SYNONYM_WEIGHT if w == "content" else SYNONYM_WEIGHT
             if m > best:
                 best, where = m, f"{w} ~{r}"
+        for r, sim in t.near:
+            m, w = self._exact(r)
+            m *= sim * (NEAR_CONTENT_WEIGHT if w == "content" else NEAR_LABEL_WEIGHT)
+            if m > best:
+                best, where = m, f"{w} ≈{r}"
         return best, where
 
     def focus_strength(self, q: Question) -> float:
@@ -193,6 +226,8 @@ class View:
             labels = labels - set(q.stems)  # "who leads the department ...": not the department itself
             own = (self.head | self.type) - set(q.stems)  # "Council contact centre" is a centre
             if q.focus == WHO and self.type & self.agent_types - set(q.stems):
+                return 1.0
+            if q.focus == WHERE and self.type & self.place_types - set(q.stems):
                 return 1.0
             kinds, linked = (_WHO_TERMS, self.agent_link) if q.focus == WHO else (_WHERE_TERMS, self.place_link)
             if own & kinds:
@@ -244,6 +279,31 @@ def agent_types(links) -> frozenset[str]:
     return frozenset(stems)
 
 
+_PLACE_KIND_WORDS = frozenset("located location site based housed hosted held sited".split())
+
+
+def _place_link(kw: tuple[str, ...]) -> bool:
+    """``located_in``, ``based_at``, ``held_at``: the target is where the source is."""
+    return bool(kw) and (kw[-1] == "at" or bool(set(kw) & _PLACE_KIND_WORDS))
+
+
+def place_types(links) -> frozenset[str]:
+    """Stems of the document types that this corpus treats as places: a type more often the
+    target of a place link (``located_in``, ``based_at``) than the source of one. ``links``
+    yields (source type, kind, target type), as for :func:`agent_types`."""
+    into: Counter = Counter()
+    out: Counter = Counter()
+    for src_type, kind, dst_type in links:
+        if _place_link(kind_words(kind or "")):
+            into[dst_type] += 1
+            out[src_type] += 1
+    stems: set[str] = set()
+    for t, n in into.items():
+        if t and t != "document" and n > out.get(t, 0):
+            stems.update(x for x in map(term, kind_words(t)) if x)
+    return frozenset(stems)
+
+
 def path_covered(q: Question, path: Optional[PathContext]) -> set[str]:
     """Stems of the question the path already covered: the parent's note (the part before an
     "open:" marker, if it has one) and the ancestors' titles and the link kinds into them. The
@@ -281,6 +341,7 @@ def judge(q: Question, view: View, path_terms: Iterable[str], threshold: float, 
     path_terms = set(path_terms)
     total = 0.0
     own_open = 0.0
+    open_weight = 0.0
     n_open = 0
     own_hits = 0
     strong_hits = 0
@@ -294,10 +355,11 @@ def judge(q: Question, view: View, path_terms: Iterable[str], threshold: float, 
         if m >= 0.5 and not where.startswith("content ~"):  # a synonym in passing establishes nothing
             covered.add(t.stem)
         if t.stem in path_terms:
-            total += max(m, PATH_CREDIT)
+            total += t.weight * max(m, PATH_CREDIT)
             continue
         n_open += 1
-        own_open += m
+        own_open += t.weight * m
+        open_weight += t.weight
         own_hits += m >= 0.3
         # a related word in the title, type or link ("retention" for "kept") is as strong as an
         # exact word in the content
@@ -305,20 +367,27 @@ def judge(q: Question, view: View, path_terms: Iterable[str], threshold: float, 
         strong = m >= STRONG or (label and m >= SYNONYM_WEIGHT)
         strong_hits += strong
         labelled += strong and label
-        total += m
-    score = round(min(1.0, total / len(q.terms)), 4)
-    open_share = own_open / n_open if n_open else 0.0
+        total += t.weight * m
+    score = round(min(1.0, total / sum(t.weight for t in q.terms)), 4)
+    open_share = own_open / open_weight if open_weight else 0.0
     fs = view.focus_strength(q)
-    # what the document itself gives: the kind of thing asked for (a person, a place), or open terms
-    gives_focus = (q.focus in (WHO, WHERE) and fs >= 1.0) or fs == CLASS_MATCH
+    # what the document itself gives: the kind of thing asked for (a person, a place), or open terms;
+    # reached by a link, a document whose title or type is the kind named ("which team ...") while
+    # the path had not found one gives it too
+    gives_focus = ((q.focus in (WHO, WHERE) and fs >= 1.0) or fs == CLASS_MATCH
+                   or (bool(path_terms) and fs >= 1.0 and q.focus is not None and q.focus not in path_terms))
+    # "who manages ...?" and a managed_by link into an agent: the link itself says this one does it
+    by_link = q.focus == WHO and fs >= 1.0 and view.agent_link and any(
+        t.stem in view.kind for t in q.terms)
     why = ""
     if score < threshold or score <= 0:
         why = f"score {score:.2f} < threshold {threshold:.2f}"
-    elif n_open == 0:
+    elif n_open == 0 and not (gives_focus and q.focus in (WHO, WHERE) and path_terms and not after_answer):
+        # (the path covered every term but not the who or where: a document that is one answers)
         why = "adds nothing the path had not covered"
     elif fs < (1.0 if q.focus in (WHO, WHERE) else 0.5):
         why = "its title, type and link are not what the question asks for"
-    elif after_answer and strong_hits == 0:
+    elif after_answer and strong_hits == 0 and not by_link:
         why = "the path already reached an answer, and this gives no open term strongly itself"
     elif not gives_focus and (strong_hits == 0 or open_share < MIN_OWN_OPEN):
         why = f"covers only {open_share:.0%} of what was still open"

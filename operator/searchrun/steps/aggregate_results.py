@@ -1,7 +1,9 @@
 """aggregate_results: the fan-in over the traversal steps that found an answer.
 
 Answers are ranked by their path-aware score (what the document covers of the question
-together with the path that led to it); a document found twice keeps its best finding; answers
+together with the path that led to it); a document found twice keeps its best finding; an
+answer on the evidence path of another that scores at least as well is dropped (the path went on
+from it and covered more: "who leads the team that ..." is the lead, not the team); answers
 that cover clearly less of the question than the best one are dropped. Each keeps its evidence
 path (seed → … → answer).
 """
@@ -47,6 +49,12 @@ class AggregateResults(StepKind):
 def select(found: list[dict]) -> list[dict]:
     """The answers worth reporting, best first, from the findings (one per document)."""
     ranked = sorted(found, key=_rank)
+    passed = set()  # answers some better-or-equal answer's evidence path went through
+    for a in ranked:
+        for h in (a.get("path") or [])[:-1]:
+            if isinstance(h, dict) and h.get("doc") != a["docId"]:
+                passed.add((h.get("doc"), float(a.get("score") or 0.0)))
+    ranked = [a for a in ranked if not any(d == a["docId"] and s >= float(a.get("score") or 0.0) for d, s in passed)] or ranked[:1]
     top = ranked[0]["score"] if ranked else 0.0
     return [a for a in ranked if a["score"] >= KEEP_RATIO * top][:MAX_ANSWERS]
 
