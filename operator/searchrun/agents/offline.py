@@ -35,6 +35,7 @@ from .text import (  # noqa: F401  (re-exported for the openai agent and tests)
     clip,
     count_words,
     estimate_tokens,
+    kind_words,
     query_terms,
     snippet,
     term,
@@ -62,6 +63,7 @@ class OfflineAgent:
         self._incoming: Optional[dict[str, list[tuple[str, str]]]] = None
         self._agents: Optional[frozenset] = None
         self._places: Optional[frozenset] = None
+        self._types: Optional[frozenset] = None
 
     def agents(self) -> frozenset:
         """This corpus's document types that are people or groups (see :func:`.scoring.agent_types`)."""
@@ -70,6 +72,13 @@ class OfflineAgent:
             self._agents = agent_types(
                 (d.type, kind, docs[dst].type) for d in docs.values() for kind, dst in self.corpus.links(d.id))
         return self._agents
+
+    def types(self) -> frozenset:
+        """Stems of every document type in this corpus."""
+        if self._types is None:
+            self._types = frozenset(t for d in self.corpus.documents.values() if d.type != "document"
+                                    for t in map(term, kind_words(d.type)) if t)
+        return self._types
 
     def places(self) -> frozenset:
         """This corpus's document types that are places (see :func:`.scoring.place_types`)."""
@@ -143,13 +152,13 @@ class OfflineAgent:
         doc = self.corpus.documents[doc_id]
         n = self.index.nwords(self.index.pos[doc_id])
         if n <= left:
-            return View(doc.title, doc.type, relation, doc.content, self.agents(), self.places()), n, doc.content, False
+            return View(doc.title, doc.type, relation, doc.content, self.agents(), self.places(), self.types()), n, doc.content, False
         tw = count_words(doc.title)
         if tw >= left:
             title, content = truncate_words(doc.title, left), ""
         else:
             title, content = doc.title, truncate_words(doc.content, left - tw)
-        return View(title, doc.type, relation, content, self.agents(), self.places()), count_words(title) + count_words(content), content, True
+        return View(title, doc.type, relation, content, self.agents(), self.places(), self.types()), count_words(title) + count_words(content), content, True
 
     def simple_search(self, query: str, k: int, allowance: int) -> tuple[list[Hit], Usage]:
         if allowance <= 0 or k <= 0:
@@ -227,7 +236,7 @@ class OfflineAgent:
             ij, implied, peeked = self._implied_path(q, doc_id, content, left)
             left -= peeked
             read += peeked
-            if ij is not None and (not j.found or ij.score > j.score):
+            if ij is not None and ((ij.found and (not j.found or ij.score > j.score)) or (not j.found and ij.score > j.score)):
                 j, covered_by_path = ij, path_covered(q, PathContext(implied, implied[0].relation, ""))
         snip = snippet(content or doc.title, q.stems, self.index.idf)
         open_terms = [t for t in q.terms if t.stem not in j.covered]
@@ -278,7 +287,7 @@ class OfflineAgent:
             if src == doc_id or read + cost > left:
                 continue
             read += cost
-            view = View(c.title, c.type, None, peek, self.agents(), self.places())
+            view = View(c.title, c.type, None, peek, self.agents(), self.places(), self.types())
             peeked.append((-sum(view.strength(t)[0] for t in q.terms), j, src, kind))
         parents = sorted(peeked)[:IMPLIED_READ]
         doc = self.corpus.documents[doc_id]
@@ -295,8 +304,9 @@ class OfflineAgent:
             hop = Hop(src, ptitle, None)
             ppath = PathContext((hop,), kind, note_for(q, pj.covered, ptitle, pj.found))
             covered = path_covered(q, ppath)
-            j = judge(q, View(doc.title, doc.type, kind, content, self.agents(), self.places()), covered, self.threshold, after_answer=pj.found)
-            if j.found and (best is None or j.score > best[0].score):
+            j = judge(q, View(doc.title, doc.type, kind, content, self.agents(), self.places(), self.types()), covered, self.threshold, after_answer=pj.found)
+            # a finding first; else the best judgement, whose coverage the note passes on
+            if best is None or (j.found, j.score) > (best[0].found, best[0].score):
                 best = (j, (Hop(src, ptitle, kind),))
         if best is None:
             return None, (), read
@@ -316,7 +326,7 @@ class OfflineAgent:
             if cost <= left:
                 left -= cost
                 read += cost
-                view = View(c.title, c.type, kind, peek, self.agents(), self.places())
+                view = View(c.title, c.type, kind, peek, self.agents(), self.places(), self.types())
                 got = [(t, *view.strength(t)) for t in want]
                 score = sum(m for _, m, _ in got) / len(want) if want else 0.0
                 if q.focus is not None:

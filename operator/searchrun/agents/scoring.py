@@ -172,7 +172,9 @@ class View:
     """What the agent read of one document: its title, type, incoming link kind and content."""
 
     def __init__(self, title: str, doc_type: str, relation: Optional[str], content: str,
-                 agent_types: frozenset = frozenset(), place_types: frozenset = frozenset()):
+                 agent_types: frozenset = frozenset(), place_types: frozenset = frozenset(),
+                 corpus_types: frozenset = frozenset()):
+        self.corpus_types = corpus_types  # stems of every document type this corpus uses
         self.agent_types = agent_types  # this corpus's document types that are people or groups
         self.place_types = place_types  # ... and that are places
         self.title = set(terms_of(title))
@@ -243,6 +245,8 @@ class View:
             return SYNONYM_WEIGHT
         if q.focus in self.opening:
             return SYNONYM_WEIGHT
+        if q.focus in self.corpus_types:
+            return 0.0  # the corpus has documents of the kind asked for ("which vendor"): this is not one
         if q.focus in _WHO_ROLES and ((self.head | self.type) & (_WHO_TERMS | self.agent_types) or (self.agent_link and not self.type)):
             return CLASS_MATCH  # the focus is a role, and this document is an agent that can play it
         return 0.0
