@@ -232,20 +232,27 @@ class OfflineAgent:
             if alone.found:
                 j = alone
         implied: tuple[Hop, ...] = ()
+        passed_on: set[str] = set()
         if (path is None or not path.hops) and j.score < 1.0:
             ij, implied, peeked = self._implied_path(q, doc_id, content, left)
             left -= peeked
             read += peeked
-            if ij is not None and ((ij.found and (not j.found or ij.score > j.score)) or (not j.found and ij.score > j.score)):
+            if ij is not None and ij.found and (not j.found or ij.score > j.score):
                 j, covered_by_path = ij, path_covered(q, PathContext(implied, implied[0].relation, ""))
+            else:
+                if ij is not None and not j.found:
+                    # not an answer either way, but the children are told what the linking document established
+                    passed_on = set(ij.covered)
+                implied = ()
+        passed_on = set(j.covered) | passed_on
         snip = snippet(content or doc.title, q.stems, self.index.idf)
-        open_terms = [t for t in q.terms if t.stem not in j.covered]
+        open_terms = [t for t in q.terms if t.stem not in passed_on]
         props, peeked = self._rank_children(q, doc_id, open_terms, 2 * k, left) if k > 0 else ([], 0)
         left -= peeked
         read += peeked
         note = ""
         if max_note_chars > 0 and left > 0:
-            note = clip(truncate_words(note_for(q, j.covered, doc.title, j.found), left), max_note_chars)
+            note = clip(truncate_words(note_for(q, passed_on, doc.title, j.found), left), max_note_chars)
             written = count_words(note)
             left -= written
             read += written
