@@ -29,7 +29,7 @@ from typing import Optional
 from ..corpus import Corpus
 from .base import DEFAULT_MAX_NOTE_CHARS, Hit, Hop, PathContext, Proposal, TraverseDecision, Usage, usage
 from .bm25 import BM25Index, index_for, index_text  # noqa: F401  (re-exported)
-from .scoring import Question, View, agent_types, analyse, place_types, judge, note_for, path_answered, path_covered
+from .scoring import WHO_TERMS, Question, View, agent_types, analyse, place_types, judge, note_for, path_answered, path_covered
 from .text import (  # noqa: F401  (re-exported for the openai agent and tests)
     WORD_RE,
     clip,
@@ -72,6 +72,14 @@ class OfflineAgent:
             self._agents = agent_types(
                 (d.type, kind, docs[dst].type) for d in docs.values() for kind, dst in self.corpus.links(d.id))
         return self._agents
+
+    def is_agent(self, doc_id: str) -> bool:
+        """Is this document a person or group (its type, or its title's head noun, says so)?"""
+        doc = self.corpus.get(doc_id)
+        if doc is None:
+            return False
+        view = View(doc.title, doc.type, None, "", self.agents(), self.places(), self.types())
+        return bool((view.type & self.agents()) or ((view.head | view.type) & WHO_TERMS))
 
     def types(self) -> frozenset:
         """Stems of every document type in this corpus."""
@@ -226,9 +234,10 @@ class OfflineAgent:
         view, n, content, truncated = self._view(doc_id, left, relation)
         left -= n
         read += n
-        j = judge(q, view, covered_by_path, self.threshold, after_answer=path_answered(path))
+        before = any(self.is_agent(h.doc_id) for h in path.hops) if path is not None and path.hops else False
+        j = judge(q, view, covered_by_path, self.threshold, after_answer=path_answered(path), agent_before=before)
         if covered_by_path and not j.found:
-            alone = judge(q, view, (), self.threshold)  # an answer on its own, whatever the path says
+            alone = judge(q, view, (), self.threshold, agent_before=False)  # an answer on its own, whatever the path says
             if alone.found:
                 j = alone
         implied: tuple[Hop, ...] = ()
@@ -312,7 +321,8 @@ class OfflineAgent:
             hop = Hop(src, ptitle, None)
             ppath = PathContext((hop,), kind, note_for(q, pj.covered, ptitle, pj.found))
             covered = path_covered(q, ppath)
-            j = judge(q, View(doc.title, doc.type, kind, content, self.agents(), self.places(), self.types()), covered, self.threshold, after_answer=pj.found)
+            j = judge(q, View(doc.title, doc.type, kind, content, self.agents(), self.places(), self.types()), covered,
+                      self.threshold, after_answer=pj.found, agent_before=self.is_agent(src))
             # a finding first; else the best judgement, whose coverage the note passes on
             if best is None or (j.found, j.score) > (best[0].found, best[0].score):
                 best = (j, (Hop(src, ptitle, kind),))

@@ -81,6 +81,7 @@ _WHO_ROLES = frozenset(
         provider sponsor partner customer user client author contributor member staff engineer"""
     )
 )
+WHO_TERMS = _WHO_TERMS
 _WHERE_TERMS = frozenset(terms_of("place location office site building address room venue campus depot hall region"))
 _WHO_KIND_END = frozenset(["by"])  # owned_by, run_by, headed_by: the target is who does it
 _NOT_AGENTS = frozenset(  # ... but not governed_by, covered_by: those point at a rule or a thing
@@ -110,6 +111,7 @@ class Question:
     terms: tuple[QTerm, ...]
     focus: Optional[str]  # a term's stem, WHO, or None
     definitional: bool  # "What is X?": the answer is a document about X
+    agent_object: bool = False  # "who leads the team that ...": the answer lies past a person or group
 
     @property
     def stems(self) -> list[str]:
@@ -143,7 +145,26 @@ def analyse(query: str) -> Question:
             definitional = True
     elif ws and ws[0] in ("define", "definition"):
         definitional = True
-    return Question(tuple(terms), focus, definitional)
+    return Question(tuple(terms), focus, definitional, focus == WHO and _agent_object(ws))
+
+
+_DETERMINERS = frozenset("the a an its their our your his her this that these those".split())
+_AGENT_SUFFIXES = ("ist", "ists", "yst", "ysts", "ian", "ians")  # analysts, technicians: people by what they do
+
+
+def _agent_object(ws: list[str]) -> bool:
+    """"Who leads the technicians that ...", "who heads the department ...": is the object of the
+    question's first verb a person or group (so the answer is who stands in that relation to it)?"""
+    if len(ws) < 3 or ws[1] in _AUX:
+        return False
+    i = 2
+    while i < len(ws) and ws[i] in _DETERMINERS:
+        i += 1
+    if i == 2 or i >= len(ws):  # "who leads engineering" has no object noun phrase to pass
+        return False
+    noun = ws[i]
+    t = term(noun)
+    return t is not None and (t in _WHO_TERMS or noun.endswith(_AGENT_SUFFIXES))
 
 
 def term_weight(rank: int) -> float:
@@ -337,9 +358,12 @@ class Judgement:
     why_not: str
 
 
-def judge(q: Question, view: View, path_terms: Iterable[str], threshold: float, after_answer: bool = False) -> Judgement:
+def judge(q: Question, view: View, path_terms: Iterable[str], threshold: float, after_answer: bool = False,
+          agent_before: Optional[bool] = None) -> Judgement:
     """``after_answer``: the parent was itself an answer, so this document is one only if it
-    adds an open term in its own title, type or link (not the next thing along the path)."""
+    adds an open term in its own title, type or link (not the next thing along the path).
+    ``agent_before``: whether the path to this document passed a person or group (None: unknown);
+    "who leads the team that ...?" is answered only past one."""
     if not q.terms:
         return Judgement(0.0, False, (), frozenset(), "the query has no content terms")
     path_terms = set(path_terms)
@@ -391,6 +415,8 @@ def judge(q: Question, view: View, path_terms: Iterable[str], threshold: float, 
         why = "adds nothing the path had not covered"
     elif fs < (1.0 if q.focus in (WHO, WHERE) else 0.5):
         why = "its title, type and link are not what the question asks for"
+    elif q.agent_object and agent_before is False:
+        why = "the question asks who stands in a relation to a person or group; the path passed none yet"
     elif after_answer and strong_hits == 0 and not by_link:
         why = "the path already reached an answer, and this gives no open term strongly itself"
     elif not gives_focus and (strong_hits == 0 or open_share < MIN_OWN_OPEN):
