@@ -7,9 +7,15 @@ the kind of thing it asks for ("Which **team** ...", "Who ..." = a person, team 
 * the term in its title or its document type: 1; in the kind of the link that led here: 0.8;
 * in its content: BM25's term-frequency saturation against a *fixed* reference length
   (``REF_WORDS``), so one mention in a 150-word document gives 0.7 and two or more give 1;
-* through a related word from the lexicon (synonym, derived form): ``SYNONYM_WEIGHT`` of that.
+* through a related word from the lexicon (synonym, derived form): ``SYNONYM_WEIGHT`` of that;
+* through a distributional neighbour (GloVe, :class:`.lexicon.Distributional`: "planes" ~
+  "aircraft"), for words rarer than ``NEAR_MIN_RANK`` only: ``NEAR_*_WEIGHT`` times the
+  similarity, which is never enough to establish a term for the note.
 
-The score is the share of the question covered by the document *together with its path*:
+Terms weigh by how rare their word is in general English (``term_weight``, from GloVe's
+frequency ranks; no corpus statistic): "says" or "working" count less than "passport".
+
+The score is the (weighted) share of the question covered by the document *together with its path*:
 terms the path already covered (the parent's note and the ancestors' titles and link kinds)
 count ``PATH_CREDIT`` each, the rest what this document gives. No corpus statistic enters it, so
 a score (and the threshold) means the same in a 12- and a 5,000-document corpus. A document
@@ -21,7 +27,12 @@ least ``MIN_OWN_OPEN`` of what was still open, a seed with at least two of a lon
 terms, and a document reached by a link through its title, type or link kind - so one
 incidental word, or an echo of the seed's subject, is never an answer. Past a document that
 answered, the next one must give an open term strongly itself (the path does not drift on to
-the answer's team or manager).
+the answer's team or manager), unless it is a person or group reached by a link that says the
+relation asked ("who manages ...?" and ``managed_by``). Reached by a link, a document of the
+kind a "which X" question names answers while the path had none; a "who"/"where" question
+whose path covered every term is answered by the first person or place on it; "who leads the
+team that ...?" (:func:`_agent_object`) only past a person or group. A "where" question counts
+the types this corpus uses as places (:func:`place_types`), as "who" counts its agent types.
 
 The link into a document is its own evidence (``View.kind``), not the path's; related words
 met in passing in the content count ``CONTENT_SYNONYM_WEIGHT`` and establish nothing for the
@@ -30,15 +41,28 @@ note.
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
 from .base import PathContext
-from .lexicon import LEXICON, NEIGHBOURS
-from .text import STOPWORDS, kind_words, surface_forms, term, terms_of, words
+from .corpus_kinds import _NOT_AGENTS, _WHO_KIND_END, agent_types, place_types  # noqa: F401  (re-exported)
+from .question import (  # noqa: F401  (re-exported)
+    _AUX,
+    _WHO_ROLES,
+    _WHO_TERMS,
+    NEAR_CONTENT_WEIGHT,
+    NEAR_LABEL_WEIGHT,
+    WHERE,
+    WHO,
+    WHO_TERMS,
+    QTerm,
+    Question,
+    analyse,
+    term_weight,
+)
+from .text import kind_words, term, terms_of
 
 K1 = 1.5
 B = 0.75
@@ -51,131 +75,12 @@ PATH_CREDIT = 0.9
 MIN_OWN_OPEN = 0.34
 STRONG = 0.6
 CONTENT_ONLY_SCORE = 0.75  # a document whose labels share nothing with a longer question answers on content this strong
-MAX_RELATED_PER_TERM = 24
 CLASS_MATCH = 0.75  # "which sponsor ...?" and a company reached by hosted_by: who, if not which
 OPENING_WORDS = 8  # a document's first words often say what it is ("A single machine with ...")
-# A term's weight in the score follows how rare the word is in general English (GloVe's
-# frequency rank, corpus-independent): "says" or "working" weigh less than "passport".
-COMMON_RANK = 100  # at or above this frequency (rank 1 = "the") a word weighs WEIGHT_FLOOR
-RARE_RANK = 20_000  # at or below this frequency (and for words the table does not know) it weighs 1
-WEIGHT_FLOOR = 0.3
-NEAR_LABEL_WEIGHT = 0.4  # a distributional neighbour ("planes" ~ "aircraft") in a title, type or link, times its similarity
-NEAR_CONTENT_WEIGHT = 0.25  # ... in the content
-NEAR_MIN_RANK = 1000  # frequent words have topical neighbours ("team" ~ "football"): only rarer ones use them
-MAX_NEAR_PER_TERM = 6
 
-WHO = "\x00who"  # the focus of a "who ..." question: a person, team, owner or organisation
-WHERE = "\x00where"  # the focus of a "where ..." question: a place
-_WHO_TERMS = frozenset(
-    terms_of(
-        """team person people owner group squad engineer lead leader manager maintainer director head
-        chief staff contractor company firm vendor supplier provider department organisation
-        organization agency operator committee board council panel crew member contributor author
-        rotation rota role sponsor partner customer user client"""
-    )
-)
-# roles anyone may play (a person, a team, a company): "which sponsor ...?" is answered by any agent
-_WHO_ROLES = frozenset(
-    terms_of(
-        """owner lead leader manager maintainer director head chief operator contractor vendor supplier
-        provider sponsor partner customer user client author contributor member staff engineer"""
-    )
-)
-WHO_TERMS = _WHO_TERMS
 _WHERE_TERMS = frozenset(terms_of("place location office site building address room venue campus depot hall region"))
-_WHO_KIND_END = frozenset(["by"])  # owned_by, run_by, headed_by: the target is who does it
-_NOT_AGENTS = frozenset(  # ... but not governed_by, covered_by: those point at a rule or a thing
-    terms_of(
-        """governed covered replaced superseded caused used triggered blocked limited defined regulated
-        described documented referenced cited affected impacted required protected backed stored"""
-    )
-)
 _WHERE_KINDS = frozenset(terms_of("located location site where")) | {"at", "in"}
-_WH_START = frozenset("which what who whom whose where".split())
-_AUX = frozenset("is are was were does do did has have had can could should would will".split())
 _OPEN_MARK = re.compile(r"\b(?:(?:still open|open|missing|remaining|unresolved|unknown|todo)\s*:|still need(?:ed|s)?\b)", re.I)
-
-
-@dataclass(frozen=True)
-class QTerm:
-    stem: str
-    surface: str
-    related: frozenset[str]
-    ordered: tuple[str, ...] = ()  # the related stems, closest first
-    weight: float = 1.0  # how much the term weighs in the score (see term_weight)
-    near: tuple[tuple[str, float], ...] = ()  # distributional neighbours (stem, similarity), closest first
-
-
-@dataclass(frozen=True)
-class Question:
-    terms: tuple[QTerm, ...]
-    focus: Optional[str]  # a term's stem, WHO, or None
-    definitional: bool  # "What is X?": the answer is a document about X
-    agent_object: bool = False  # "who leads the team that ...": the answer lies past a person or group
-
-    @property
-    def stems(self) -> list[str]:
-        return [t.stem for t in self.terms]
-
-
-def analyse(query: str) -> Question:
-    """The question's terms (with related words), focus and shape."""
-    surf = surface_forms(query)
-    terms = []
-    for s, w in surf.items():
-        rel = LEXICON.related_terms(w)[:MAX_RELATED_PER_TERM] if w.isalpha() else ()
-        rank = NEIGHBOURS.rank(w) if w.isalpha() else 0
-        near = ()
-        if w.isalpha() and (rank == 0 or rank >= NEAR_MIN_RANK):
-            near = tuple((t, sim) for t, sim in NEIGHBOURS.near_terms(w) if t not in rel)[:MAX_NEAR_PER_TERM]
-        terms.append(QTerm(s, w, frozenset(rel), rel, term_weight(rank), near))
-    ws = words(query)
-    focus: Optional[str] = None
-    definitional = False
-    if ws and ws[0] in _WH_START:
-        if ws[0] in ("who", "whom", "whose"):
-            focus = WHO
-        elif ws[0] == "where":
-            focus = WHERE
-        elif len(ws) > 1 and ws[1] not in STOPWORDS and term(ws[1]) is not None:
-            # "which team ...", "what team is ..." (not "what happens if ...": a verb, not a kind)
-            if ws[0] == "which" or (len(ws) > 2 and ws[2] in _AUX):
-                focus = term(ws[1])
-        elif ws[0] == "what" and len(ws) > 2 and ws[1] in ("is", "are") and len(surf) <= 3:
-            definitional = True
-    elif ws and ws[0] in ("define", "definition"):
-        definitional = True
-    return Question(tuple(terms), focus, definitional, focus == WHO and _agent_object(ws))
-
-
-_DETERMINERS = frozenset("the a an its their our your his her this that these those".split())
-_AGENT_SUFFIXES = ("ist", "ists", "yst", "ysts", "ian", "ians")  # analysts, technicians: people by what they do
-
-
-def _agent_object(ws: list[str]) -> bool:
-    """"Who leads the technicians that ...", "who heads the department ...": is the object of the
-    question's first verb a person or group (so the answer is who stands in that relation to it)?"""
-    if len(ws) < 3 or ws[1] in _AUX:
-        return False
-    i = 2
-    while i < len(ws) and ws[i] in _DETERMINERS:
-        i += 1
-    if i == 2 or i >= len(ws):  # "who leads engineering" has no object noun phrase to pass
-        return False
-    noun = ws[i]
-    t = term(noun)
-    return t is not None and (t in _WHO_TERMS or noun.endswith(_AGENT_SUFFIXES))
-
-
-def term_weight(rank: int) -> float:
-    """A term's weight from its word's frequency rank (0 = unknown, so rare): log-linear from
-    ``WEIGHT_FLOOR`` at ``COMMON_RANK`` to 1 at ``RARE_RANK``."""
-    if rank <= 0 or rank >= RARE_RANK:
-        return 1.0
-    if rank <= COMMON_RANK:
-        return WEIGHT_FLOOR
-    x = (math.log(rank) - math.log(COMMON_RANK)) / (math.log(RARE_RANK) - math.log(COMMON_RANK))
-    return round(WEIGHT_FLOOR + (1.0 - WEIGHT_FLOOR) * x, 4)
 
 
 def saturation(tf: int, n_words: int) -> float:
@@ -283,50 +188,6 @@ def path_answered(path: Optional[PathContext]) -> bool:
         return False
     m = _OPEN_MARK.search(path.note)
     return bool(_ANSWERED.search(path.note[: m.start()] if m else path.note))
-
-
-def agent_types(links) -> frozenset[str]:
-    """Stems of the document types that this corpus treats as people or groups: a type more
-    often the target of an agent link (``managed_by``, ``headed_by``) than the source of one
-    (things have owners and maintainers; the owners seldom do). ``links`` yields (source type,
-    kind, target type)."""
-    into: Counter = Counter()
-    out: Counter = Counter()
-    for src_type, kind, dst_type in links:
-        kw = kind_words(kind or "")
-        if len(kw) >= 2 and kw[-1] in _WHO_KIND_END and term(kw[-2]) not in _NOT_AGENTS:
-            into[dst_type] += 1
-            out[src_type] += 1
-    stems: set[str] = set()
-    for t, n in into.items():
-        if t and t != "document" and n > out.get(t, 0):
-            stems.update(x for x in map(term, kind_words(t)) if x)
-    return frozenset(stems)
-
-
-_PLACE_KIND_WORDS = frozenset("located location site based housed hosted held sited".split())
-
-
-def _place_link(kw: tuple[str, ...]) -> bool:
-    """``located_in``, ``based_at``, ``held_at``: the target is where the source is."""
-    return bool(kw) and (kw[-1] == "at" or bool(set(kw) & _PLACE_KIND_WORDS))
-
-
-def place_types(links) -> frozenset[str]:
-    """Stems of the document types that this corpus treats as places: a type more often the
-    target of a place link (``located_in``, ``based_at``) than the source of one. ``links``
-    yields (source type, kind, target type), as for :func:`agent_types`."""
-    into: Counter = Counter()
-    out: Counter = Counter()
-    for src_type, kind, dst_type in links:
-        if _place_link(kind_words(kind or "")):
-            into[dst_type] += 1
-            out[src_type] += 1
-    stems: set[str] = set()
-    for t, n in into.items():
-        if t and t != "document" and n > out.get(t, 0):
-            stems.update(x for x in map(term, kind_words(t)) if x)
-    return frozenset(stems)
 
 
 def path_covered(q: Question, path: Optional[PathContext]) -> set[str]:

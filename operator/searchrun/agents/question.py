@@ -1,0 +1,126 @@
+"""A question as the offline agent reads it: its content terms, each weighed by how rare its word
+is in general English and with its related words, and its focus (who, where, which X, what is X).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+from .lexicon import LEXICON, NEIGHBOURS
+from .text import STOPWORDS, surface_forms, term, terms_of, words
+
+MAX_RELATED_PER_TERM = 24
+# A term's weight in the score follows how rare the word is in general English (GloVe's
+# frequency rank, corpus-independent): "says" or "working" weigh less than "passport".
+COMMON_RANK = 100  # at or above this frequency (rank 1 = "the") a word weighs WEIGHT_FLOOR
+RARE_RANK = 20_000  # at or below this frequency (and for words the table does not know) it weighs 1
+WEIGHT_FLOOR = 0.3
+NEAR_LABEL_WEIGHT = 0.4  # a distributional neighbour ("planes" ~ "aircraft") in a title, type or link, times its similarity
+NEAR_CONTENT_WEIGHT = 0.25  # ... in the content
+NEAR_MIN_RANK = 1000  # frequent words have topical neighbours ("team" ~ "football"): only rarer ones use them
+MAX_NEAR_PER_TERM = 6
+
+WHO = "\x00who"  # the focus of a "who ..." question: a person, team, owner or organisation
+WHERE = "\x00where"  # the focus of a "where ..." question: a place
+_WHO_TERMS = frozenset(
+    terms_of(
+        """team person people owner group squad engineer lead leader manager maintainer director head
+        chief staff contractor company firm vendor supplier provider department organisation
+        organization agency operator committee board council panel crew member contributor author
+        rotation rota role sponsor partner customer user client"""
+    )
+)
+# roles anyone may play (a person, a team, a company): "which sponsor ...?" is answered by any agent
+_WHO_ROLES = frozenset(
+    terms_of(
+        """owner lead leader manager maintainer director head chief operator contractor vendor supplier
+        provider sponsor partner customer user client author contributor member staff engineer"""
+    )
+)
+WHO_TERMS = _WHO_TERMS
+_WH_START = frozenset("which what who whom whose where".split())
+_AUX = frozenset("is are was were does do did has have had can could should would will".split())
+
+
+@dataclass(frozen=True)
+class QTerm:
+    stem: str
+    surface: str
+    related: frozenset[str]
+    ordered: tuple[str, ...] = ()  # the related stems, closest first
+    weight: float = 1.0  # how much the term weighs in the score (see term_weight)
+    near: tuple[tuple[str, float], ...] = ()  # distributional neighbours (stem, similarity), closest first
+
+
+@dataclass(frozen=True)
+class Question:
+    terms: tuple[QTerm, ...]
+    focus: Optional[str]  # a term's stem, WHO, or None
+    definitional: bool  # "What is X?": the answer is a document about X
+    agent_object: bool = False  # "who leads the team that ...": the answer lies past a person or group
+
+    @property
+    def stems(self) -> list[str]:
+        return [t.stem for t in self.terms]
+
+
+def analyse(query: str) -> Question:
+    """The question's terms (with related words), focus and shape."""
+    surf = surface_forms(query)
+    terms = []
+    for s, w in surf.items():
+        rel = LEXICON.related_terms(w)[:MAX_RELATED_PER_TERM] if w.isalpha() else ()
+        rank = NEIGHBOURS.rank(w) if w.isalpha() else 0
+        near = ()
+        if w.isalpha() and (rank == 0 or rank >= NEAR_MIN_RANK):
+            near = tuple((t, sim) for t, sim in NEIGHBOURS.near_terms(w) if t not in rel)[:MAX_NEAR_PER_TERM]
+        terms.append(QTerm(s, w, frozenset(rel), rel, term_weight(rank), near))
+    ws = words(query)
+    focus: Optional[str] = None
+    definitional = False
+    if ws and ws[0] in _WH_START:
+        if ws[0] in ("who", "whom", "whose"):
+            focus = WHO
+        elif ws[0] == "where":
+            focus = WHERE
+        elif len(ws) > 1 and ws[1] not in STOPWORDS and term(ws[1]) is not None:
+            # "which team ...", "what team is ..." (not "what happens if ...": a verb, not a kind)
+            if ws[0] == "which" or (len(ws) > 2 and ws[2] in _AUX):
+                focus = term(ws[1])
+        elif ws[0] == "what" and len(ws) > 2 and ws[1] in ("is", "are") and len(surf) <= 3:
+            definitional = True
+    elif ws and ws[0] in ("define", "definition"):
+        definitional = True
+    return Question(tuple(terms), focus, definitional, focus == WHO and _agent_object(ws))
+
+
+_DETERMINERS = frozenset("the a an its their our your his her this that these those".split())
+_AGENT_SUFFIXES = ("ist", "ists", "yst", "ysts", "ian", "ians")  # analysts, technicians: people by what they do
+
+
+def _agent_object(ws: list[str]) -> bool:
+    """"Who leads the technicians that ...", "who heads the department ...": is the object of the
+    question's first verb a person or group (so the answer is who stands in that relation to it)?"""
+    if len(ws) < 3 or ws[1] in _AUX:
+        return False
+    i = 2
+    while i < len(ws) and ws[i] in _DETERMINERS:
+        i += 1
+    if i == 2 or i >= len(ws):  # "who leads engineering" has no object noun phrase to pass
+        return False
+    noun = ws[i]
+    t = term(noun)
+    return t is not None and (t in _WHO_TERMS or noun.endswith(_AGENT_SUFFIXES))
+
+
+def term_weight(rank: int) -> float:
+    """A term's weight from its word's frequency rank (0 = unknown, so rare): log-linear from
+    ``WEIGHT_FLOOR`` at ``COMMON_RANK`` to 1 at ``RARE_RANK``."""
+    if rank <= 0 or rank >= RARE_RANK:
+        return 1.0
+    if rank <= COMMON_RANK:
+        return WEIGHT_FLOOR
+    x = (math.log(rank) - math.log(COMMON_RANK)) / (math.log(RARE_RANK) - math.log(COMMON_RANK))
+    return round(WEIGHT_FLOOR + (1.0 - WEIGHT_FLOOR) * x, 4)
