@@ -249,9 +249,10 @@ class OfflineAgent:
             if ij is not None and ij.found and (not j.found or ij.score > j.score):
                 j, covered_by_path = ij, path_covered(q, PathContext(implied, implied[0].relation, ""))
             else:
-                if ij is not None and not j.found and j.score >= self.threshold:
-                    # not an answer either way, but a match for the question: the children are told
-                    # what the linking document established too
+                if ij is not None and not j.found and (j.score >= self.threshold or (q.agent_object and self.is_agent(doc_id))):
+                    # not an answer either way, but a match for the question (or the group that "who
+                    # leads the team that ...?" names): the children are told what the linking
+                    # document established too
                     passed_on = set(ij.covered)
                 implied = ()
         passed_on = set(j.covered) | passed_on
