@@ -125,3 +125,10 @@ def test_past_the_group_the_question_names_is_its_lead(agent):
     fleet, crew, lead = walk(agent, q, ["fleet-atr", "team-line-maint", "person-amara-osei"])
     assert not crew.found and "passed none yet" in crew.reason
     assert lead.found
+
+
+def test_what_to_do_when_something_fails_is_answered_by_its_runbook(agent):
+    q = "What should staff do when the system that takes reservations and issues tickets stops working?"
+    system, runbook = walk(agent, q, ["sys-booking", "rb-booking-down"])
+    assert not system.found and runbook.found
+    assert analyse("How does the fare engine work?").focus is None  # an explanation, not a procedure

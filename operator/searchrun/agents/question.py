@@ -24,6 +24,10 @@ MAX_NEAR_PER_TERM = 6
 
 WHO = "\x00who"  # the focus of a "who ..." question: a person, team, owner or organisation
 WHERE = "\x00where"  # the focus of a "where ..." question: a place
+HOWTO = "\x00howto"  # the focus of "what should I do when ...?": a procedure (a runbook, a guide)
+HOWTO_TERMS = frozenset(terms_of(
+    "runbook playbook procedure guide guidance instruction instructions steps checklist manual handbook howto"))
+_DO_ASKERS = frozenset("should do does must can shall".split())
 _WHO_TERMS = frozenset(
     terms_of(
         """team person people owner group squad engineer lead leader manager maintainer director head
@@ -91,6 +95,10 @@ def analyse(query: str) -> Question:
                 focus = term(ws[1])
         elif ws[0] == "what" and len(ws) > 2 and ws[1] in ("is", "are") and len(surf) <= 3:
             definitional = True
+        elif ws[0] == "what" and len(ws) > 2 and ws[1] in _DO_ASKERS and "do" in ws[2:6]:
+            focus = HOWTO  # "what should staff do when ...", "what do I do if ..."
+    elif len(ws) > 2 and ws[0] == "how" and ws[1] in ("do", "should", "can") and ws[2] in ("i", "we", "you"):
+        focus = HOWTO  # "how do I restore ...", not "how does X work"
     elif ws and ws[0] in ("define", "definition"):
         definitional = True
     return Question(tuple(terms), focus, definitional, focus == WHO and _agent_object(ws))

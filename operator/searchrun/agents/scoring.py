@@ -50,6 +50,8 @@ from .base import PathContext
 from .corpus_kinds import _NOT_AGENTS, _WHO_KIND_END, agent_types, place_types  # noqa: F401  (re-exported)
 from .question import (  # noqa: F401  (re-exported)
     _AUX,
+    HOWTO,
+    HOWTO_TERMS,
     _WHO_ROLES,
     _WHO_TERMS,
     NEAR_CONTENT_WEIGHT,
@@ -143,12 +145,18 @@ class View:
                 best, where = m, f"{w} ≈{r}"
         return best, where
 
+    def is_howto(self) -> bool:
+        """Its type, title's head or incoming link says it is a procedure (a runbook, a guide)."""
+        return bool((self.type | self.head | self.kind) & HOWTO_TERMS)
+
     def focus_strength(self, q: Question) -> float:
         """How strongly this document is the kind of thing the question asks for. Its type (when
         the corpus gives one) and title say what it is; the incoming link kind (``owned_by``) and
         its opening words ("A single machine with ...") count for less."""
         if q.focus is None:
             return 1.0
+        if q.focus == HOWTO:  # a procedure, where the corpus has any; else no kind is asked for
+            return 1.0 if self.is_howto() or not (self.corpus_types & HOWTO_TERMS) else 0.0
         labels = self.title | self.type | self.kind
         if q.focus in (WHO, WHERE):
             labels = labels - set(q.stems)  # "who leads the department ...": not the department itself
@@ -263,7 +271,7 @@ def judge(q: Question, view: View, path_terms: Iterable[str], threshold: float, 
     # what the document itself gives: the kind of thing asked for (a person, a place), or open terms;
     # reached by a link, a document whose title or type is the kind named ("which team ...") while
     # the path had not found one gives it too
-    gives_focus = ((q.focus in (WHO, WHERE) and fs >= 1.0) or fs == CLASS_MATCH
+    gives_focus = ((q.focus in (WHO, WHERE) and fs >= 1.0) or fs == CLASS_MATCH or (q.focus == HOWTO and view.is_howto())
                    or (bool(path_terms) and fs >= 1.0 and q.focus is not None and q.focus not in path_terms))
     # "who manages ...?" and a managed_by link into an agent: the link itself says this one does it
     by_link = q.focus == WHO and fs >= 1.0 and view.agent_link and any(
