@@ -79,7 +79,9 @@ class OfflineAgent:
         if doc is None:
             return False
         view = View(doc.title, doc.type, None, "", self.agents(), self.places(), self.types())
-        return bool((view.type & self.agents()) or ((view.head | view.type) & WHO_TERMS))
+        if view.type:  # a typed document is what its type says ("Fare engine" is no engineer)
+            return bool(view.type & (self.agents() | WHO_TERMS))
+        return bool(view.head & WHO_TERMS)
 
     def types(self) -> frozenset:
         """Stems of every document type in this corpus."""

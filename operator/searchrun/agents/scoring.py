@@ -286,6 +286,9 @@ def judge(q: Question, view: View, path_terms: Iterable[str], threshold: float, 
         why = "its title, type and link are not what the question asks for"
     elif q.agent_object and agent_before is False:
         why = "the question asks who stands in a relation to a person or group; the path passed none yet"
+    elif q.agent_object and agent_before and not (view.agent_link or any(
+            view.kind & ({t.stem} | t.related) for t in q.terms)):
+        why = "the link from the group the question names does not say who leads or does it"
     elif after_answer and strong_hits == 0 and not by_link:
         why = "the path already reached an answer, and this gives no open term strongly itself"
     elif not gives_focus and (strong_hits == 0 or open_share < MIN_OWN_OPEN):
