@@ -21,7 +21,7 @@ NEAR_LABEL_WEIGHT = 0.4  # a distributional neighbour ("planes" ~ "aircraft") in
 NEAR_CONTENT_WEIGHT = 0.25  # ... in the content
 NEAR_MIN_RANK = 1000  # frequent words have topical neighbours ("team" ~ "football"): only rarer ones use them
 MAX_NEAR_PER_TERM = 6
-NEAR_MIN_SIM = 0.85  # below this, 50-dimensional neighbours are mostly topical ("computing" ~ "networking")
+NEAR_LABEL_MIN_SIM = 0.85  # in a title, type or link: below this, 50-dimensional neighbours are mostly topical ("computing" ~ "networking")
 
 WHO = "\x00who"  # the focus of a "who ..." question: a person, team, owner or organisation
 WHERE = "\x00where"  # the focus of a "where ..." question: a place
@@ -80,8 +80,7 @@ def analyse(query: str) -> Question:
         rank = NEIGHBOURS.rank(w) if w.isalpha() else 0
         near = ()
         if w.isalpha() and (rank == 0 or rank >= NEAR_MIN_RANK):
-            near = tuple((t, sim) for t, sim in NEIGHBOURS.near_terms(w)
-                         if t not in rel and sim >= NEAR_MIN_SIM)[:MAX_NEAR_PER_TERM]
+            near = tuple((t, sim) for t, sim in NEIGHBOURS.near_terms(w) if t not in rel)[:MAX_NEAR_PER_TERM]
         terms.append(QTerm(s, w, frozenset(rel), rel, term_weight(rank), near))
     ws = words(query)
     focus: Optional[str] = None

@@ -55,6 +55,7 @@ from .question import (  # noqa: F401  (re-exported)
     _WHO_ROLES,
     _WHO_TERMS,
     NEAR_CONTENT_WEIGHT,
+    NEAR_LABEL_MIN_SIM,
     NEAR_LABEL_WEIGHT,
     WHERE,
     WHO,
@@ -140,6 +141,8 @@ class View:
                 best, where = m, f"{w} ~{r}"
         for r, sim in t.near:
             m, w = self._exact(r)
+            if w != "content" and sim < NEAR_LABEL_MIN_SIM:
+                continue
             m *= sim * (NEAR_CONTENT_WEIGHT if w == "content" else NEAR_LABEL_WEIGHT)
             if m > best:
                 best, where = m, f"{w} ≈{r}"
