@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections import Counter
 
 from .text import kind_words, term, terms_of
@@ -58,3 +59,19 @@ def place_types(links) -> frozenset[str]:
         if t and t != "document" and n > out.get(t, 0):
             stems.update(x for x in map(term, kind_words(t)) if x)
     return frozenset(stems)
+
+
+_KINDS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def kinds_for(corpus) -> tuple[frozenset, frozenset, frozenset]:
+    """(agent types, place types, every type's stems) of a corpus, computed in one pass over its
+    links and cached per corpus object (a warm step worker computes them once for its children)."""
+    got = _KINDS.get(corpus)
+    if got is None:
+        docs = corpus.documents
+        links = [(d.type, kind, docs[dst].type) for d in docs.values() for kind, dst in corpus.links(d.id)]
+        types = frozenset(t for d in docs.values() if d.type != "document" for t in map(term, kind_words(d.type)) if t)
+        got = (agent_types(links), place_types(links), types)
+        _KINDS[corpus] = got
+    return got

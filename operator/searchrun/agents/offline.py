@@ -29,13 +29,13 @@ from typing import Optional
 from ..corpus import Corpus
 from .base import DEFAULT_MAX_NOTE_CHARS, Hit, Hop, PathContext, Proposal, TraverseDecision, Usage, usage
 from .bm25 import BM25Index, index_for, index_text  # noqa: F401  (re-exported)
-from .scoring import WHO_TERMS, Question, View, agent_types, analyse, place_types, judge, note_for, path_answered, path_covered
+from .corpus_kinds import kinds_for
+from .scoring import WHO_TERMS, Question, View, analyse, judge, note_for, path_answered, path_covered
 from .text import (  # noqa: F401  (re-exported for the openai agent and tests)
     WORD_RE,
     clip,
     count_words,
     estimate_tokens,
-    kind_words,
     query_terms,
     snippet,
     term,
@@ -61,17 +61,10 @@ class OfflineAgent:
         self.cost_per_1k = float(cost_per_1k)
         self.index = index_for(corpus)
         self._incoming: Optional[dict[str, list[tuple[str, str]]]] = None
-        self._agents: Optional[frozenset] = None
-        self._places: Optional[frozenset] = None
-        self._types: Optional[frozenset] = None
 
     def agents(self) -> frozenset:
-        """This corpus's document types that are people or groups (see :func:`.scoring.agent_types`)."""
-        if self._agents is None:
-            docs = self.corpus.documents
-            self._agents = agent_types(
-                (d.type, kind, docs[dst].type) for d in docs.values() for kind, dst in self.corpus.links(d.id))
-        return self._agents
+        """This corpus's document types that are people or groups (see :func:`.corpus_kinds.agent_types`)."""
+        return kinds_for(self.corpus)[0]
 
     def is_agent(self, doc_id: str) -> bool:
         """Is this document a person or group (its type, or its title's head noun, says so)?"""
@@ -85,18 +78,11 @@ class OfflineAgent:
 
     def types(self) -> frozenset:
         """Stems of every document type in this corpus."""
-        if self._types is None:
-            self._types = frozenset(t for d in self.corpus.documents.values() if d.type != "document"
-                                    for t in map(term, kind_words(d.type)) if t)
-        return self._types
+        return kinds_for(self.corpus)[2]
 
     def places(self) -> frozenset:
-        """This corpus's document types that are places (see :func:`.scoring.place_types`)."""
-        if self._places is None:
-            docs = self.corpus.documents
-            self._places = place_types(
-                (d.type, kind, docs[dst].type) for d in docs.values() for kind, dst in self.corpus.links(d.id))
-        return self._places
+        """This corpus's document types that are places (see :func:`.corpus_kinds.place_types`)."""
+        return kinds_for(self.corpus)[1]
 
     def incoming(self, doc_id: str) -> list[tuple[str, str]]:
         """(source, relationship kind) of every followable link into ``doc_id``, in corpus order."""

@@ -157,10 +157,14 @@ def _warm(index, query: str) -> None:
     """What the offline agent computes lazily and caches in the process that asks, computed here once
     so that each child inherits it instead of computing it again: the stem of each word of the corpus
     (``text.term``, ~1 ms per document read) and the postings of the query's terms and related words (a scan of the
-    corpus each, ~0.1-0.4 s at 5,000 documents), which every traversal step looks up."""
+    corpus each, ~0.1-0.4 s at 5,000 documents), which every traversal step looks up; and the corpus's
+    document kinds (people, places: one pass over its links)."""
     try:
+        from ..agents.corpus_kinds import kinds_for
         from ..agents.scoring import analyse
         from ..agents.text import WORD_RE, term
+
+        kinds_for(index.corpus)
 
         for w in set(WORD_RE.findall(index.text.lower())):
             term(w)
