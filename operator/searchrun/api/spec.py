@@ -180,8 +180,13 @@ class Resources(Model):
     limits: ResourceList = Field(default_factory=lambda: ResourceList(cpu="500m", memory="256Mi"))
 
 
+class JobGrouping(str, Enum):
+    PerStep = "PerStep"        # one Job per step
+    PerFanout = "PerFanout"    # the steps one decision starts together: one Indexed Job, one pod per step
+
+
 class StepSettings(Model):
-    """How each step runs: image, resources, retries with backoff, timeout."""
+    """How each step runs: image, resources, retries with backoff, timeout, Jobs per fan-out."""
 
     image: str = Field(default=DEFAULT_IMAGE, min_length=1, max_length=512, pattern=r"^[^\s]+$")
     imagePullPolicy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
@@ -190,6 +195,10 @@ class StepSettings(Model):
     backoffSeconds: float = Field(default=1.0, ge=0.0, le=300.0, description="first retry delay; doubles each attempt")
     backoffMaxSeconds: float = Field(default=30.0, ge=0.0, le=3600.0)
     timeoutSeconds: int = Field(default=300, ge=1, le=86400, description="one attempt's limit (activeDeadlineSeconds)")
+    jobGrouping: JobGrouping = Field(
+        default=JobGrouping.PerStep,
+        description="kube executor: PerStep (one Job per step) or PerFanout (the steps one decision starts "
+                    "together become one Indexed Job; needs Kubernetes >= 1.29 for backoffLimitPerIndex)")
 
 
 class ArtifactSettings(Model):

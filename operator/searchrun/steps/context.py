@@ -15,6 +15,26 @@ REPORT_HTML = "report.html"
 REPORT_JSON = "report.json"
 
 
+INDEX_ENV = "JOB_COMPLETION_INDEX"  # set by Kubernetes in each pod of an Indexed Job
+
+
+def indexed_context(environ) -> str | None:
+    """The context JSON of the step this process runs. A pod of an Indexed Job (one Job for a
+    fan-out, ``jobGrouping: PerFanout``) finds the run in ``$SEARCHRUN_STEP`` and its own step,
+    by its completion index, in ``$SEARCHRUN_STEP_<index>``."""
+    text = environ.get(STEP_ENV)
+    index = environ.get(INDEX_ENV)
+    step = environ.get(f"{STEP_ENV}_{index}") if index is not None else None
+    if not text or step is None:
+        return text
+    try:
+        data = json.loads(text)
+        data["step"] = json.loads(step)
+    except (ValueError, TypeError) as e:
+        raise PermanentStepError(f"{STEP_ENV}_{index} is not valid JSON: {e}") from None
+    return json.dumps(data)
+
+
 class StepError(RuntimeError):
     """A step failed in a way worth telling the user in one line."""
 

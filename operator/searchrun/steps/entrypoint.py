@@ -20,7 +20,7 @@ from typing import Callable, Optional
 from ..agents.base import AgentReplyError
 from ..artifacts import ArtifactNotFound, open_store, result_key
 from ..engine.types import StepResult
-from .context import EXIT_PERMANENT, STEP_ENV, PermanentStepError, StepContext, StepError
+from .context import EXIT_PERMANENT, STEP_ENV, PermanentStepError, StepContext, StepError, indexed_context
 from .io import StepIO
 from .registry import known, kind_of
 
@@ -80,7 +80,13 @@ def main(argv: list[str]) -> int:
     default_result = "/dev/termination-log" if Path("/dev/termination-log").exists() else None
     ap.add_argument("--result-file", default=default_result, help="where to write the small result for the engine")
     args = ap.parse_args(argv)
-    return execute(os.environ.get(STEP_ENV), args.result_file)
+    try:
+        text = indexed_context(os.environ)
+    except PermanentStepError as e:
+        print(f"step failed: {e}", file=sys.stderr)
+        _write_result(args.result_file, {"error": str(e)[:1000]})
+        return EXIT_PERMANENT
+    return execute(text, args.result_file)
 
 
 def execute(text: Optional[str], result_file: Optional[str] = None,

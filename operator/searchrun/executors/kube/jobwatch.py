@@ -129,8 +129,10 @@ class JobCache:
 
 
 def _news(job: dict) -> tuple:
-    """What a run acts on in a Job: whether it finished, and its pod failures (retries)."""
-    return job_state(job), (job.get("status") or {}).get("failed")
+    """What a run acts on in a Job: whether it finished, its pod failures (retries), and for an
+    Indexed Job (PerFanout) which of its steps finished."""
+    status = job.get("status") or {}
+    return job_state(job), status.get("failed"), status.get("completedIndexes"), status.get("failedIndexes")
 
 
 _KEEP_META = ("name", "namespace", "uid", "resourceVersion", "creationTimestamp", "labels", "annotations")

@@ -28,6 +28,7 @@ from .. import lineage_document, lineage_needed, step_context
 from .client import KubeClient
 from .config import OperatorConfig
 from .events import EventSink, merge_events
+from .fanout_pass import create_group_job, group_observations, group_starts
 from .jobs import A_ATTEMPT, build_job, job_name, job_state, observe_job, pod_error
 from .lineage_store import LineageJournal, StepDumps, restore_lineage, restore_status
 from .run_metrics import record_pass
@@ -229,6 +230,7 @@ class RunReconciler:
                 # succeeded on a retried pod: say why the earlier one failed (one LIST, once per step)
                 msg = self._pod_error(job["metadata"]["name"], failed_pods_only=True)
             obs[sid] = observe_job(job, result, msg)
+        obs.update(group_observations(self, running, jobs))  # PerFanout: steps of group Jobs
         for sid, why in list(self.create_errors.items()):
             if sid in running:
                 obs[sid] = Observation(sid, running[sid].attempts, "failed", message=why, final=True)
@@ -325,6 +327,7 @@ class RunReconciler:
         d = reconcile(self.spec, self.status, obs, self.clock(), self.uid, complete=self.cache.synced.is_set(),
                       job_namer=job_name)
         metrics.DECISION_SECONDS.observe(time.perf_counter() - t1)
+        groups = group_starts(self, d)  # PerFanout: the steps started together become one Job
         self.status = d.status
         self._take(d)
         for sid, o in obs.items():
@@ -339,7 +342,8 @@ class RunReconciler:
         # holds the lineage and the status only shows the frontier: its patch goes along with the
         # Jobs, and at most every STATUS_PATCH_SECONDS while the phase stays (the daemon comes back
         # for a patch held back: ``patch_pending``).
-        calls = [partial(self._create_job, a) for a in d.start]
+        calls = [partial(self._create_job, a) for a in d.start if a.job not in groups]
+        calls += [partial(create_group_job, self, name, actions) for name, actions in groups.items()]
         self.patch_pending = False
         if not self.status_points_at_store:
             self._patch_status(body)
