@@ -65,8 +65,10 @@ from support.simulation import SyntheticGraph  # noqa: E402
 
 from searchrun.artifacts import S3Store, result_key  # noqa: E402
 from searchrun.engine import StepResult  # noqa: E402
+from searchrun.executors.kube.fanout import members, parse_indexes  # noqa: E402
 from searchrun.executors.kube.jobs import job_state  # noqa: E402
 from searchrun.steps import STEP_ENV, StepContext  # noqa: E402
+from searchrun.steps.context import INDEX_ENV, indexed_context  # noqa: E402
 
 KWOK_NODE = "srbench-kwok-0"
 KWOK_LABEL = ("searchrun.dev/bench", "kwok")
@@ -133,6 +135,7 @@ class Cluster:
         text = self.kubectl("get", "--raw", "/metrics").stdout
         total = op = 0.0
         by: dict[str, float] = {}
+        self.last_by_client = clients = {}  # flow schema -> requests dispatched: who sent them (see CLIENTS)
         for line in text.splitlines():
             if line.startswith("apiserver_request_total{"):
                 labels, value = line.rsplit(" ", 1)
@@ -141,9 +144,23 @@ class Cluster:
                 lab = {k: v.strip('"') for k, v in lab.items()}
                 key = f"{lab.get('verb')} {lab.get('resource')}" + (f"/{lab['subresource']}" if lab.get("subresource") else "")
                 by[key] = by.get(key, 0.0) + float(value)
-            elif line.startswith("apiserver_flowcontrol_dispatched_requests_total{") and f'flow_schema="{FLOW_SCHEMA}"' in line:
-                op += float(line.rsplit(" ", 1)[1])
+            elif line.startswith("apiserver_flowcontrol_dispatched_requests_total{"):
+                fs = line.split('flow_schema="', 1)[1].split('"', 1)[0]
+                clients[fs] = clients.get(fs, 0.0) + float(line.rsplit(" ", 1)[1])
+                if fs == FLOW_SCHEMA:
+                    op += float(line.rsplit(" ", 1)[1])
         return total, op, by
+
+    def controller_manager_limits(self) -> str:
+        """The running kube-controller-manager's client limits (its command line; stock if absent)."""
+        try:
+            pid = int(Path(self.kubeconfig).parent.joinpath("pids", "kube-controller-manager.pid").read_text())
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        except (OSError, ValueError):
+            return "?"
+        flags = dict(a[2:].split("=", 1) for a in args if a.startswith("--") and "=" in a)
+        return (f"--kube-api-qps {flags.get('kube-api-qps', '20')} --kube-api-burst {flags.get('kube-api-burst', '30')} "
+                f"--concurrent-job-syncs {flags.get('concurrent-job-syncs', '5')}")
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU seconds so far of the control plane's processes (their pid files)."""
@@ -358,7 +375,8 @@ class Driver:
         self.due_lock = threading.Condition()
         self.s3client = s3.client()
         self.pool = ThreadPoolExecutor(8, thread_name_prefix="driver")
-        self.jobs: dict[str, dict] = {}  # job name -> {added, complete, run, step, written}
+        self.jobs: dict[str, dict] = {}  # job name -> {added, complete, run, step, written, n}
+        self.steps: dict[str, dict] = {}  # job name (#index for an Indexed Job) -> {added, complete, run, step, written}
         self.lock = threading.Lock()
         self.stop_ev = threading.Event()
         self.threads: list[threading.Thread] = []
@@ -377,12 +395,15 @@ class Driver:
     def _write(self, name: str, job: dict) -> None:
         try:
             env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0].get("env", [])}
-            ctx = StepContext.from_json(env[STEP_ENV])
-            store = S3Store(ctx.store_uri.split("/")[2], "/".join(ctx.store_uri.split("/")[3:]), client=self.s3client)
-            r = fake_result(ctx.step, self.graph, ctx.store_uri)
-            store.put_json(result_key(ctx.run_uid, ctx.step["stepId"], int(ctx.step["attempt"])), r.to_dict(), overwrite=True)
-            with self.lock:
-                self.jobs[name]["written"] = time.monotonic()
+            n = len(members(job))
+            keys = [f"{name}#{i}" for i in range(n)] if n else [name]
+            for i, key in enumerate(keys):  # an Indexed Job (PerFanout): each index's step, as its pod would find it
+                ctx = StepContext.from_json(indexed_context({**env, INDEX_ENV: str(i)}) if n else env[STEP_ENV])
+                store = S3Store(ctx.store_uri.split("/")[2], "/".join(ctx.store_uri.split("/")[3:]), client=self.s3client)
+                r = fake_result(ctx.step, self.graph, ctx.store_uri)
+                store.put_json(result_key(ctx.run_uid, ctx.step["stepId"], int(ctx.step["attempt"])), r.to_dict(), overwrite=True)
+                with self.lock:
+                    self.steps[key]["written"] = time.monotonic()
             if self.complete_after is not None:
                 if self.complete_after > 0:  # later, without holding a pool thread
                     with self.due_lock:
@@ -417,10 +438,13 @@ class Driver:
             self.local.api = client.BatchV1Api(self.cluster.new_api())
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         cond = {"status": "True", "lastProbeTime": now, "lastTransitionTime": now}
+        n = len(members(job))
+        status = {"startTime": now, "completionTime": now, "succeeded": max(1, n),
+                  "conditions": [dict(cond, type="SuccessCriteriaMet"), dict(cond, type="Complete")]}
+        if n:
+            status["completedIndexes"] = "0" if n == 1 else f"0-{n - 1}"
         self.local.api.patch_namespaced_job_status(
-            job["metadata"]["name"], job["metadata"]["namespace"],
-            {"status": {"startTime": now, "completionTime": now, "succeeded": 1,
-                        "conditions": [dict(cond, type="SuccessCriteriaMet"), dict(cond, type="Complete")]}},
+            job["metadata"]["name"], job["metadata"]["namespace"], {"status": status},
             _content_type="application/merge-patch+json", _preload_content=False)
 
     def _watch(self, ns: str) -> None:
@@ -445,15 +469,25 @@ class Driver:
                         continue
                     meta = obj["metadata"]
                     name = meta["name"]
+                    group = members(obj)  # PerFanout: an Indexed Job's steps by index
                     with self.lock:
                         rec = self.jobs.get(name)
                         new = rec is None
                         if new:
                             labels = meta.get("labels") or {}
-                            rec = self.jobs[name] = {"added": now, "run": labels.get("searchrun.dev/run-uid"),
-                                                     "step": labels.get("searchrun.dev/step-id")}
+                            run = labels.get("searchrun.dev/run-uid")
+                            rec = self.jobs[name] = {"added": now, "run": run, "step": labels.get("searchrun.dev/step-id"),
+                                                     "n": len(group) or 1}
+                            if group:
+                                for i, (sid, _) in enumerate(group):
+                                    self.steps[f"{name}#{i}"] = {"added": now, "run": run, "step": sid}
+                            else:
+                                self.steps[name] = rec
                         if "complete" not in rec and job_state(obj) == "succeeded":  # as the operator sees it
                             rec["complete"] = now
+                        if group:  # a step of an Indexed Job is complete when its index is (what the operator acts on)
+                            for i in parse_indexes((obj.get("status") or {}).get("completedIndexes")):
+                                self.steps.get(f"{name}#{i}", {}).setdefault("complete", now)
                     if new and self.write_results and rec["run"]:
                         self.pool.submit(self._write, name, obj)
                     if self.stop_ev.is_set():
@@ -468,9 +502,10 @@ class Driver:
         self.stop_ev.set()
         self.pool.shutdown(wait=True)
 
-    def snapshot(self) -> dict[str, dict]:
+    def snapshot(self) -> tuple[dict[str, dict], dict[str, dict]]:
+        """(the Jobs, the steps): the same records under one Job per step."""
         with self.lock:
-            return {k: dict(v) for k, v in self.jobs.items()}
+            return {k: dict(v) for k, v in self.jobs.items()}, {k: dict(v) for k, v in self.steps.items()}
 
 
 # ------------------------------------------------------------------ hand-off latency
@@ -535,11 +570,16 @@ BENCH_POLICY = {"caps": {"maxAgents": 10, "maxDepth": 5, "maxFanoutPerNode": 10,
                          "maxTokens": 100_000_000, "maxCostUSD": 10000, "deadlineSeconds": 86400}}
 
 
-def searchrun(name: str, ns: str, budget: dict) -> dict:
+def row_key(tag: str, grouping: str) -> str:
+    """A scenario's row: its shape, and ``-fanout`` under PerFanout (PerStep rows keep the shape's name)."""
+    return tag if grouping == "PerStep" else f"{tag}-fanout"
+
+
+def searchrun(name: str, ns: str, budget: dict, grouping: str = "PerStep") -> dict:
     return {"apiVersion": "searchrun.dev/v1alpha1", "kind": "SearchRun", "metadata": {"name": name, "namespace": ns},
             "spec": {"query": "synthetic fan-out benchmark", "corpus": {"uri": "builtin:sample"}, "agent": {"type": "offline"},
                      "budget": dict({"maxTokens": 100_000_000, "maxCostUSD": 10000, "deadlineSeconds": 86400}, **budget),
-                     "steps": {"retries": 0, "timeoutSeconds": 3600, "image": "localhost/searchrun:0.1.0"},
+                     "steps": {"retries": 0, "timeoutSeconds": 3600, "image": "localhost/searchrun:0.1.0", "jobGrouping": grouping},
                      "artifacts": {"uri": "s3://searchrun/runs"}}}
 
 
@@ -684,7 +724,7 @@ class Bench:
 
     # -- 2-4. the operator
 
-    def run_operator(self, tag: str, docs: list[dict], timeout: float, profile: bool = False) -> dict:
+    def run_operator(self, tag: str, docs: list[dict], timeout: float, profile: bool = False, step_tag: str = "") -> dict:
         ns = docs[0]["metadata"]["namespace"]
         opconf = {"resyncSeconds": 30, "stepPodTemplate": POD_TEMPLATE, "policy": BENCH_POLICY}
         if self.managed_by:
@@ -693,8 +733,11 @@ class Bench:
         (self.work / tag).mkdir()
         op = Operator(self.identity, self.s3, opconf, self.work / tag, namespaces=ns)
         res: dict = {"runs": len(docs)}
-        driver = Driver(self.cluster, self.s3, self.graph, complete_after=self.step_ms(tag) / 1000 if self.managed_by else None)
-        res["step_ms"] = self.step_ms(tag) if self.managed_by else None
+        step_tag = step_tag or tag
+        driver = Driver(self.cluster, self.s3, self.graph, complete_after=self.step_ms(step_tag) / 1000 if self.managed_by else None)
+        res["step_ms"] = self.step_ms(step_tag) if self.managed_by else None
+        res["grouping"] = docs[0]["spec"]["steps"].get("jobGrouping", "PerStep")
+        res["kcm"] = self.cluster.controller_manager_limits()
         from kubernetes import client
 
         custom = client.CustomObjectsApi(self.cluster.new_api())
@@ -706,6 +749,7 @@ class Bench:
             cpu0 = op.cpu_seconds()
             others0 = self.other_cpu()
             total0, op0, by0 = self.cluster.api_counts()
+            clients0 = dict(self.cluster.last_by_client)
             if profile:
                 out = self.work / f"{tag}.speedscope.json"
                 spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "-p", str(op.proc.pid),
@@ -733,6 +777,7 @@ class Bench:
             cpu = op.cpu_seconds() - cpu0
             others1 = self.other_cpu()
             total1, op1, by1 = self.cluster.api_counts()
+            clients1 = dict(self.cluster.last_by_client)
             if spy:
                 spy.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
                 spy.wait(60)
@@ -748,7 +793,7 @@ class Bench:
                     if line.startswith("VmHWM:"):
                         hwm = int(line.split()[1])
             time.sleep(2.0)  # the last Jobs' completions reach the watch
-            jobs = driver.snapshot()
+            jobs, step_recs = driver.snapshot()
             lineages, status_bytes, steps_total, phases, offloaded, lineage_bytes = {}, [], 0, [], 0, []
             durations = [done[n]["at"] - t0 for n in done]
             for name, d in done.items():
@@ -769,8 +814,10 @@ class Bench:
                 lineages[uid] = {"P": d["obj"]["spec"]["budget"]["maxParallel"],
                                  "types": {x["id"]: x["type"] for x in steps},
                                  "parents": {x["id"]: x.get("parents", []) for x in steps}}
-            nxt, child, late = handoffs(jobs, lineages)
+            nxt, child, late = handoffs(step_recs, lineages)
             life = [r["complete"] - r["added"] for r in jobs.values() if "complete" in r]
+            step_life = [r["complete"] - r["added"] for r in step_recs.values() if "complete" in r]
+            n_steps = len(step_recs)
             adds = sorted(r["added"] for r in jobs.values())
             # Jobs/s: overall (all Jobs over the time from the first to the last ADDED), and the best 1-s window
             def busiest(window: float) -> float:
@@ -789,8 +836,12 @@ class Bench:
                 "handoff_p50_ms": pct(nxt, .5) * 1000, "handoff_p99_ms": pct(nxt, .99) * 1000, "handoff_n": len(nxt),
                 "handoff_child_p50_ms": pct(child, .5) * 1000, "handoff_child_p99_ms": pct(child, .99) * 1000, "handoff_child_n": len(child),
                 "job_life_p50_s": pct(life, .5), "job_life_p99_s": pct(life, .99),
+                "step_life_p50_s": pct(step_life, .5), "step_life_p99_s": pct(step_life, .99), "steps_started": n_steps,
+                "steps_per_s_wall": n_steps / wall,
+                "api_by_client_per_step": dict(sorted(((k, (clients1[k] - clients0.get(k, 0)) / max(1, n_steps)) for k in clients1
+                                                       if clients1[k] - clients0.get(k, 0) > 0), key=lambda kv: -kv[1])),
                 "late_results": late, "driver_errors": len(driver.errors),
-                "api_all_per_step": api_all / max(1, n_jobs), "api_op_per_step": (op1 - op0) / max(1, n_jobs),
+                "api_all_per_step": api_all / max(1, n_steps), "api_op_per_step": (op1 - op0) / max(1, n_steps),
                 "api_by": {k: by1.get(k, 0) - by0.get(k, 0) for k in ("PATCH searchruns/status", "POST jobs", "POST events")},
                 "api_all_by": dict(sorted(((k, by1[k] - by0.get(k, 0)) for k in by1 if by1[k] - by0.get(k, 0) > 0), key=lambda kv: -kv[1])[:15]),
                 "cpu_s": cpu, "rss_peak_mib": hwm / 1024,
@@ -814,20 +865,23 @@ class Bench:
             log(f"{tag}: deleting its namespace")
             res["cleanup_s"] = self.delete_namespace(ns)
 
-    def shape(self, tag: str, budget: dict, timeout: float = 1800) -> None:
+    def shape(self, tag: str, budget: dict, timeout: float = 1800, grouping: str = "PerStep") -> None:
+        key = row_key(tag, grouping)
         ns = self.namespace(tag)
-        log(f"{tag}: one run, budget {budget}")
-        r = self.run_operator(tag, [searchrun(f"{tag}-0", ns, budget)], self.args.timeout or timeout, profile=self.args.profile == tag)
-        self.rows[tag] = r
-        log(f"{tag}: {json.dumps(r, default=str)[:1500]}")
+        log(f"{key}: one run, budget {budget}, jobGrouping {grouping}")
+        r = self.run_operator(key, [searchrun(f"{tag}-0", ns, budget, grouping)], self.args.timeout or timeout,
+                              profile=self.args.profile == tag, step_tag=tag)
+        self.rows[key] = r
+        log(f"{key}: {json.dumps(r, default=str)[:1500]}")
 
-    def many(self, runs: int, budget: dict, timeout: float = 1800) -> None:
+    def many(self, runs: int, budget: dict, timeout: float = 1800, grouping: str = "PerStep") -> None:
+        key = row_key("many", grouping)
         ns = self.namespace("many")
-        log(f"many: {runs} runs at once, budget {budget}")
-        r = self.run_operator("many", [searchrun(f"run-{i:03d}", ns, budget) for i in range(runs)], self.args.timeout or timeout,
-                              profile=self.args.profile == "many")
-        self.rows["many"] = r
-        log(f"many: {json.dumps(r, default=str)[:1500]}")
+        log(f"{key}: {runs} runs at once, budget {budget}, jobGrouping {grouping}")
+        r = self.run_operator(key, [searchrun(f"run-{i:03d}", ns, budget, grouping) for i in range(runs)], self.args.timeout or timeout,
+                              profile=self.args.profile == "many", step_tag="many")
+        self.rows[key] = r
+        log(f"{key}: {json.dumps(r, default=str)[:1500]}")
 
 
 SHAPES = {
@@ -856,11 +910,13 @@ def table(b: Bench, args) -> str:
             out += [f"| Jobs/s, {lim['threads']} threads, while the bench writes each Job's result and completes it (as in the runs below) "
                     f"| **{lim['rate_loaded']:.0f}** created (create p50 {lim['loaded_p50_ms']:.1f} ms), {lim['loaded_done_per_s']:.0f} completed |"]
         out += [""]
-    cols = [t for t in ("wide", "deep", "big", "many") if t in b.rows]
+    cols = [k for k in b.rows if k != "limit"]
     if cols:
+        base = {c: c.removesuffix("-fanout") for c in cols}
         names = {"wide": "wide (1 run)", "deep": "deep (1 run)", "big": "10,000 steps (1 run)", "many": f"{args.runs} small runs"}
         budgets = {"wide": SHAPES["wide"], "deep": SHAPES["deep"], "big": SHAPES["big"], "many": SMALL}
-        out += ["## 2-4. The operator", "", "| | " + " | ".join(names[c] for c in cols) + " |", "|---|" + "---|" * len(cols)]
+        out += ["## 2-4. The operator", "", "| | " + " | ".join(names[base[c]] + (", PerFanout" if c != base[c] else "") for c in cols) + " |",
+                "|---|" + "---|" * len(cols)]
 
         def row(label, f):
             vals = []
@@ -873,28 +929,36 @@ def table(b: Bench, args) -> str:
 
         row("budget (agents/fan-out/depth/steps/parallel)", lambda r: "")
         out[-1] = "| budget (agents / fan-out / depth / maxSteps / maxParallel) | " + " | ".join(
-            "{maxAgents}/{maxFanoutPerNode}/{maxDepth}/{maxSteps}/{maxParallel}".format(**budgets[c]) for c in cols) + " |"
+            "{maxAgents}/{maxFanoutPerNode}/{maxDepth}/{maxSteps}/{maxParallel}".format(**budgets[base[c]]) for c in cols) + " |"
+        row("jobGrouping", lambda r: r.get("grouping", "PerStep"))
+        row("kube-controller-manager client limits", lambda r: r.get("kcm", "?"))
         row("step time (jobs mode: the bench completes a Job this long after its result)", lambda r: f"{r['step_ms']} ms" if r.get("step_ms") is not None else f"pods on kwok, Running {args.pod_ms} ms")
         row("runs: phase", lambda r: ", ".join(f"{p} {r['phases'].count(p)}" for p in sorted(set(r["phases"])))
             + (f", unfinished {r['runs'] - len(r['phases'])}" if len(r["phases"]) < r["runs"] else ""))
         row("Jobs (steps)", lambda r: f"{r['jobs']} ({r['steps']})")
         row("total wall time", lambda r: f"{r['wall_s']:.1f} s")
         row("Jobs created/s (first to last Job)", lambda r: f"{r['jobs_per_s']:.1f}")
+        row("steps started/s over the wall time (Jobs/s under PerStep)", lambda r: f"{r['steps_per_s_wall']:.1f}")
         row("Jobs created/s, busiest 10 s / busiest 1 s", lambda r: f"**{r['jobs_per_s_best_10s']:.1f}** / {r['jobs_per_s_best_1s']:.0f}")
         row("hand-off: a Job could start → it is created, p50 / p99", lambda r: f"**{r['handoff_p50_ms']:.0f}** / {r['handoff_p99_ms']:.0f} ms (n={r['handoff_n']})")
         row("parent complete → first child created (incl. waiting for a slot), p50 / p99", lambda r: f"{r['handoff_child_p50_ms']:.0f} / {r['handoff_child_p99_ms']:.0f} ms")
         row("run duration p50 / p99", lambda r: f"{r['run_p50_s']:.1f} / {r['run_p99_s']:.1f} s")
         row("a Job's life: created → succeeded (cluster + kwok), p50 / p99", lambda r: f"{r['job_life_p50_s']:.2f} / {r['job_life_p99_s']:.2f} s")
+        row("a step's life: its Job created → its index complete (= the Job's under PerStep), p50 / p99",
+            lambda r: f"{r['step_life_p50_s']:.2f} / {r['step_life_p99_s']:.2f} s")
         row("API requests per step: operator", lambda r: f"{r['api_op_per_step']:.2f}")
         row("… of which status patches / Job creates (all Events, any client)", lambda r: "{:.2f} / {:.2f} ({:.2f})".format(
-            *(r["api_by"][k] / max(1, r["jobs"]) for k in ("PATCH searchruns/status", "POST jobs", "POST events"))))
+            *(r["api_by"][k] / max(1, r.get("steps_started", r["jobs"])) for k in ("PATCH searchruns/status", "POST jobs", "POST events"))))
         row("API requests per step: all clients", lambda r: f"{r['api_all_per_step']:.1f}")
+        row("API requests per step by client (API server flow schema; see CLIENTS)", lambda r: ", ".join(
+            f"{CLIENTS.get(k, k)} {v:.2f}" for k, v in list(r["api_by_client_per_step"].items())[:7]))
         row("operator passes (reconciles): count, mean time (of which the engine's decision)",
             lambda r: f"{r['passes']:.0f}, {r['pass_ms']:.0f} ms ({r['decision_ms']:.1f} ms)")
         row("operator CPU", lambda r: f"{r['cpu_s']:.1f} s ({r['cpu_s'] / max(1, r['jobs']) * 1000:.1f} ms/step)")
         row("operator peak RSS", lambda r: f"{r['rss_peak_mib']:.0f} MiB")
-        row("CPU of the rest: API server / etcd / KCM / S3 / bench", lambda r: " / ".join(
-            f"{r['cpu_others_s'].get(k, float('nan')):.0f}" for k in ("kube-apiserver", "etcd", "kube-controller-manager", "S3 (moto)", "bench (driver, watch)")) + " s")
+        row("CPU by component: operator / API server / etcd / KCM / scheduler / kwok / S3 / bench", lambda r: " / ".join(
+            [f"{r['cpu_s']:.0f}"] + [f"{r['cpu_others_s'].get(k, float('nan')):.0f}" for k in (
+                "kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kwok", "S3 (moto)", "bench (driver, watch)")]) + " s")
         row("status bytes per step (largest status)", lambda r: f"{r['status_bytes_per_step']:.0f} ({r['status_bytes_max'] / 1024:.1f} KiB)")
         row("lineage bytes per step (full lineage)", lambda r: f"{r['lineage_bytes_per_step']:.0f}")
         row("runs with the lineage offloaded", lambda r: f"{r['offloaded']}/{r['runs']}")
@@ -902,6 +966,13 @@ def table(b: Bench, args) -> str:
         out.append("")
     return "\n".join(out)
 
+
+# Who a flow schema's requests come from, on this cluster (hack/local-cluster.sh: the controllers of
+# kube-controller-manager use their own ServiceAccounts, --use-service-account-credentials).
+CLIENTS = {FLOW_SCHEMA: "operator", "kube-system-service-accounts": "KCM controllers", "kube-controller-manager": "KCM",
+           "kube-scheduler": "scheduler", "system-nodes": "kubelet/kwok nodes", "exempt": "admin (bench driver, kwok, kubectl)",
+           "system-node-high": "node leases", "global-default": "other", "service-accounts": "other SAs",
+           "probes": "probes", "system-leader-election": "leader election", "endpoint-controller": "endpoint controller"}
 
 COMPARE_ROWS = [
     ("total wall time (s)", lambda r: f"{r['wall_s']:.1f}"),
@@ -919,7 +990,8 @@ def compare(paths: list[str]) -> str:
     """Side by side figures of several --json files (e.g. before and after a change)."""
     data = [json.loads(Path(x).read_text()) for x in paths]
     out = []
-    for tag in ("wide", "deep", "many", "big"):
+    tags = list(dict.fromkeys(k for d in data for k in d if k != "limit"))
+    for tag in tags:
         have = [d.get(tag) for d in data]
         if not any(have):
             continue
@@ -953,6 +1025,8 @@ def main() -> int:
     ap.add_argument("--profile-args", default="", help="more py-spy record arguments, e.g. --gil (only samples holding the GIL: CPU)")
     ap.add_argument("--operator-config", type=json.loads, default=None, help="JSON merged into the operator's config")
     ap.add_argument("--timeout", type=float, default=None, help="give up on a scenario's runs after this many seconds")
+    ap.add_argument("--grouping", default="PerStep", help="comma-separated spec.steps.jobGrouping values to run each shape with: "
+                    "PerStep, PerFanout")
     ap.add_argument("--json", help="also write the raw figures here")
     ap.add_argument("--compare", nargs="+", metavar="JSON", help="print the figures of these --json files side by side, and exit")
     args = ap.parse_args()
@@ -965,13 +1039,14 @@ def main() -> int:
         b.setup()
         if "limit" in only:
             b.limit()
-        for tag in ("wide", "deep"):
-            if tag in only:
-                b.shape(tag, SHAPES[tag])
-        if "many" in only:
-            b.many(args.runs, SMALL)
-        if "big" in only:
-            b.shape("big", SHAPES["big"], timeout=3600)
+        for grouping in args.grouping.split(","):
+            for tag in ("wide", "deep"):
+                if tag in only:
+                    b.shape(tag, SHAPES[tag], grouping=grouping)
+            if "many" in only:
+                b.many(args.runs, SMALL, grouping=grouping)
+            if "big" in only:
+                b.shape("big", SHAPES["big"], timeout=3600, grouping=grouping)
     finally:
         b.teardown()
         if args.json:
@@ -979,7 +1054,7 @@ def main() -> int:
     how = (f"pods mode (Kubernetes' Job controller, pods on kwok, Running for {args.pod_ms} ms)" if args.mode == "pods" else
            "jobs mode (spec.managedBy: the bench completes each Job once its result is written)")
     print(f"# bench_scale, {how}: {os.cpu_count()} cores, kernel {os.uname().release}, Kubernetes {b.cluster.version()}, "
-          f"workdir {b.work}\n")
+          f"kube-controller-manager {b.cluster.controller_manager_limits()}, workdir {b.work}\n")
     print(table(b, args))
     return 0
 

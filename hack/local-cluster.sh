@@ -7,6 +7,9 @@
 #   hack/local-cluster.sh status      what runs (exit 0 when the cluster is up and the node Ready)
 #   hack/local-cluster.sh kubeconfig  print the kubeconfig path
 #   hack/local-cluster.sh env         print KEY=value lines (KUBECONFIG, KUBECTL, HELM, HOST_IP, ...)
+#   hack/local-cluster.sh restart-controller-manager
+#                                     restart only kube-controller-manager, with the SEARCHRUN_KCM_*
+#                                     limits below (`up` on a running cluster keeps the running one's)
 #
 # Components: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd (+runc,
 # CNI bridge), kubelet, kube-proxy (iptables mode; SEARCHRUN_KUBE_PROXY=0 leaves it out).
@@ -17,6 +20,10 @@
 #   SEARCHRUN_CLUSTER_STATE  state dir (default $SEARCHRUN_CACHE/cluster): certs, data, logs, pids
 #   SEARCHRUN_KUBE_PROXY     1 (default) to run kube-proxy so Services/ClusterIPs work, 0 to skip
 #   SEARCHRUN_NODE_READY_TIMEOUT  seconds to wait for the node (default 180)
+#   SEARCHRUN_KCM_QPS        kube-controller-manager --kube-api-qps (default 20, Kubernetes' own)
+#   SEARCHRUN_KCM_BURST      kube-controller-manager --kube-api-burst (default 30)
+#   SEARCHRUN_KCM_JOB_SYNCS  kube-controller-manager --concurrent-job-syncs (default 5)
+#                            (the Job controller's client limits: what bounds a wide fan-out; bench/bench_scale.py)
 # Must run as root.
 set -euo pipefail
 
@@ -47,6 +54,12 @@ CNI_BIN_DIR="/usr/lib/cni"
 PAUSE_IMAGE="localhost/searchrun-pause:1.0"
 KUBE_PROXY="${SEARCHRUN_KUBE_PROXY:-1}"
 NODE_READY_TIMEOUT="${SEARCHRUN_NODE_READY_TIMEOUT:-180}"
+KCM_QPS="${SEARCHRUN_KCM_QPS:-20}"
+KCM_BURST="${SEARCHRUN_KCM_BURST:-30}"
+KCM_JOB_SYNCS="${SEARCHRUN_KCM_JOB_SYNCS:-5}"
+for v in KCM_QPS KCM_BURST KCM_JOB_SYNCS; do
+  [[ "${!v}" =~ ^[1-9][0-9]{0,4}$ ]] || { echo "SEARCHRUN_$v must be a whole number from 1 to 99999, not '${!v}'" >&2; exit 2; }
+done
 
 PKI="$STATE/pki"
 LOGS="$STATE/logs"
@@ -348,6 +361,7 @@ start_controller_manager() {
     --authorization-kubeconfig="$STATE/controller-manager.kubeconfig" \
     --controllers='*' \
     --use-service-account-credentials=true \
+    --kube-api-qps="$KCM_QPS" --kube-api-burst="$KCM_BURST" --concurrent-job-syncs="$KCM_JOB_SYNCS" \
     --service-account-private-key-file="$PKI/sa.key" \
     --root-ca-file="$PKI/ca.crt" \
     --requestheader-client-ca-file="$PKI/front-proxy-ca.crt" \
@@ -773,11 +787,21 @@ cmd_status() {
   return $ok
 }
 
+cmd_restart_controller_manager() {
+  need_root
+  machine_lock
+  [[ -n "$(pid_of kube-apiserver)" ]] || die "cluster is not up"
+  stop kube-controller-manager
+  start_controller_manager
+  log "kube-controller-manager: --kube-api-qps=$KCM_QPS --kube-api-burst=$KCM_BURST --concurrent-job-syncs=$KCM_JOB_SYNCS"
+}
+
 case "${1:-}" in
   up) cmd_up ;;
+  restart-controller-manager) cmd_restart_controller_manager ;;
   down) cmd_down ;;
   status) cmd_status ;;
   kubeconfig) echo "$KUBECONFIG_ADMIN" ;;
   env) [[ -f "$STATE/env" ]] || die "cluster is not up"; cat "$STATE/env" ;;
-  *) echo "usage: $0 up|down|status|kubeconfig|env" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|kubeconfig|env|restart-controller-manager" >&2; exit 2 ;;
 esac

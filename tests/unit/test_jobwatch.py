@@ -68,3 +68,17 @@ def test_the_watch_lists_then_watches_through_the_injected_client():
     assert cache.synced.is_set()
     assert cache.jobs("run-2") == [] and sorted(woken) == ["run-1", "run-1", "run-2"]
     assert cache.job("run-1", "sr-abc-t0")["metadata"]["resourceVersion"] == "2"
+
+
+def test_an_indexed_jobs_finished_index_wakes_the_run():
+    """PerFanout: one Job holds many steps; each index that completes or fails is news."""
+    cache = JobCache(kube=None, namespaces=["ns"], on_change=lambda uid: None)
+    job = _job(1, active=3)
+    cache.put(job)
+    assert cache._apply("MODIFIED", _job(2, active=3)) is None
+    done = _job(3, active=2)
+    done["status"]["completedIndexes"] = "1"
+    assert cache._apply("MODIFIED", done) == "run-1"
+    failed = _job(4, active=1)
+    failed["status"].update(completedIndexes="1", failedIndexes="0")
+    assert cache._apply("MODIFIED", failed) == "run-1"
