@@ -72,8 +72,8 @@ def fake_llm(cluster):
 def test_a_failing_index_is_retried_then_fails_its_step_only(cluster, operator, run_ns, fake_llm):
     """Three seeds in one Indexed Job (openai agent, a fake endpoint): the traversal of the second
     is refused (HTTP 400: the step fails, exit 1), so its index is retried once (retries 1) and
-    then fails; the third gets a reply without JSON (permanent, exit 3), so its index fails at
-    once (FailIndex); the first succeeds, and the run goes on with it."""
+    then fails; the third gets replies without content (the agent gives up: permanent, exit 3),
+    so its index fails at once (FailIndex); the first succeeds, and the run goes on with it."""
     seeds: list[str] = []
 
     def script(prompt: str):
@@ -83,12 +83,16 @@ def test_a_failing_index_is_retried_then_fails_its_step_only(cluster, operator, 
             ids = re.findall(r"^- ([^:\s]+):", prompt, flags=re.M)[:3]
             seeds[:] = ids
             return {"ids": ids, "reason": "the first three"}
-        if len(seeds) == 3 and traverse_facts(prompt)["doc"] == seeds[2]:
-            return "I would rather not answer in JSON."
         return None
 
+    def fail(prompt: str):
+        doc = traverse_facts(prompt)["doc"] if len(seeds) == 3 else None
+        if doc is None:
+            return None
+        return 400 if doc == seeds[1] else {"choices": []} if doc == seeds[2] else None
+
     fake_llm.model = script
-    fake_llm.fail_when = lambda p: 400 if len(seeds) == 3 and traverse_facts(p)["doc"] == seeds[1] else None
+    fake_llm.fail_when = fail
     doc = perfanout("fanout-fail", steps__retries=1, budget__maxDepth=1,
                     agent={"type": "openai", "baseURL": fake_llm.base_url, "model": "fake-model", "requestTimeoutSeconds": 20})
     apply(cluster, run_ns, doc)
@@ -101,6 +105,7 @@ def test_a_failing_index_is_retried_then_fails_its_step_only(cluster, operator, 
     assert refused["phase"] == "Failed" and refused["attempts"] == 2, refused
     assert "HTTP 400" in refused["message"], refused["message"]
     assert prose["phase"] == "Failed" and prose["attempts"] == 1, prose
+    assert "no JSON object" in prose["message"], prose["message"]
     assert ok["job"] == refused["job"] == prose["job"]
     job = cluster.kubectl_json("-n", run_ns, "get", "job", ok["job"])
     order = [sid for sid, _ in members(job)]

@@ -31,8 +31,9 @@ class FakeOpenAI:
         self.json_schema = True  # False: refuse a json_schema response_format (HTTP 400), as some servers do
         self.formats: list = []  # each request's response_format type
         self.total_tokens = 60  # the usage every answer reports
-        # prompt -> an HTTP status to answer with instead (None: answer), e.g. fail one document's traversal
-        self.fail_when: Callable[[str], int | None] | None = None
+        # prompt -> instead of an answer, an HTTP status (an error), or a dict: the whole 200 reply
+        # (e.g. one without choices: no content); None: answer. E.g. to fail one document's traversal.
+        self.fail_when: Callable[[str], int | dict | None] | None = None
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -50,9 +51,12 @@ class FakeOpenAI:
                     fake.requests.append({"auth": auth, "prompt": prompt, "t": time.time(), "path": self.path})
                 if fake.delay_seconds:
                     time.sleep(fake.delay_seconds)
-                code = fake.fail_when(prompt) if fake.fail_when else None
-                if code:
-                    self._send(code, {"error": {"message": "refused by the test (fail_when)", "type": "invalid_request_error"}})
+                instead = fake.fail_when(prompt) if fake.fail_when else None
+                if isinstance(instead, dict):
+                    self._send(200, instead)
+                    return
+                if instead:
+                    self._send(instead, {"error": {"message": "refused by the test (fail_when)", "type": "invalid_request_error"}})
                     return
                 if fake.error_reply:
                     status, page = fake.error_reply
