@@ -68,7 +68,7 @@ from searchrun.engine import StepResult  # noqa: E402
 from searchrun.executors.kube.fanout import members, parse_indexes  # noqa: E402
 from searchrun.executors.kube.jobs import job_state  # noqa: E402
 from searchrun.steps import STEP_ENV, StepContext  # noqa: E402
-from searchrun.steps.context import INDEX_ENV, indexed_context  # noqa: E402
+from searchrun.steps.context import INDEX_ENV, STEPS_URI_ENV, indexed_context  # noqa: E402
 
 KWOK_NODE = "srbench-kwok-0"
 KWOK_LABEL = ("searchrun.dev/bench", "kwok")
@@ -397,8 +397,13 @@ class Driver:
             env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0].get("env", [])}
             n = len(members(job))
             keys = [f"{name}#{i}" for i in range(n)] if n else [name]
-            for i, key in enumerate(keys):  # an Indexed Job (PerFanout): each index's step, as its pod would find it
-                ctx = StepContext.from_json(indexed_context({**env, INDEX_ENV: str(i)}) if n else env[STEP_ENV])
+            group = None
+            if n:  # an Indexed Job (PerFanout): its steps by index, in the store (one read for the Job)
+                uri = env[STEPS_URI_ENV]
+                raw = self.s3client.get_object(Bucket=uri.split("/")[2], Key=uri.split("/", 3)[3])["Body"].read()
+                group = raw.decode()
+            for i, key in enumerate(keys):  # each index's step, as its pod would find it
+                ctx = StepContext.from_json(indexed_context({**env, INDEX_ENV: str(i)}, lambda _u: group) if n else env[STEP_ENV])
                 store = S3Store(ctx.store_uri.split("/")[2], "/".join(ctx.store_uri.split("/")[3:]), client=self.s3client)
                 r = fake_result(ctx.step, self.graph, ctx.store_uri)
                 store.put_json(result_key(ctx.run_uid, ctx.step["stepId"], int(ctx.step["attempt"])), r.to_dict(), overwrite=True)

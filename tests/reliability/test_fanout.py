@@ -4,7 +4,6 @@ own step with its own retries, and a SIGKILLed operator still makes exactly one 
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import re
@@ -12,10 +11,10 @@ import time
 
 import pytest
 
-from searchrun.executors.kube.fanout import A_STEPS, INDEX_ANNOTATION, members
+from searchrun.executors.kube.fanout import INDEX_ANNOTATION, members
 from support.fake_openai import FakeOpenAI, traverse_facts
 from support.reliability import JobRecorder, figure
-from support.runs import EXAMPLES, apply, assert_budgets_hold, get_run, manifest, run_jobs, wait_finished
+from support.runs import EXAMPLES, apply, assert_budgets_hold, manifest, run_jobs, wait_finished
 
 from test_faults import assert_results_kept, wait_step  # noqa: E402  (tests/reliability is on sys.path)
 

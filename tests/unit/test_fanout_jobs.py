@@ -9,16 +9,16 @@ from datetime import datetime, timezone
 import pytest
 
 from searchrun.api import SearchRunSpec
-from searchrun.artifacts import open_store, step_key
+from searchrun.artifacts import open_store, read_uri, step_key
 from searchrun.engine import StartStep
 from searchrun.executors.kube.config import OperatorConfig
 from searchrun.executors.kube.events import EventSink
 from searchrun.executors.kube.fanout import (A_STEPS, INDEX_ANNOTATION, MAX_GROUP, build_group_job, index_states,
                                             members, observe_index, parse_indexes, plan_groups, pod_failures,
-                                            split_context)
+                                            split_context, steps_key)
 from searchrun.executors.kube.jobs import L_STEP, job_name
 from searchrun.steps import STEP_ENV
-from searchrun.steps.context import indexed_context
+from searchrun.steps.context import STEPS_URI_ENV, indexed_context
 
 UID = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
 
@@ -50,12 +50,15 @@ def test_groups_are_cut_at_max_group():
     assert [len(g) for g in groups.values()] == [MAX_GROUP]  # the one left over keeps its own Job
 
 
-def test_group_job_is_indexed_with_per_index_retries_and_a_permanent_exit_failing_its_index():
+def test_group_job_is_indexed_with_per_index_retries_and_a_permanent_exit_failing_its_index(tmp_path):
     spec = SearchRunSpec(query="q", steps={"retries": 3, "jobGrouping": "PerFanout"})
     acts = [_start("t0", retries=3), _start("t1", retries=3, attempt=2)]
     ctxs = [json.dumps({"run": {"uid": UID, "query": "q", "store": "file:///x"}, "step": {"stepId": a.step_id}}) for a in acts]
     parts = [split_context(c) for c in ctxs]
-    job = build_group_job("sr-x-g-t0", acts, "run", "ns", UID, spec, parts[0][0], [p[1] for p in parts], OperatorConfig())
+    name = job_name(UID, "g-t0")
+    assert steps_key(UID, name) == f"runs/{UID}/g-t0.json"
+    uri = open_store(f"file://{tmp_path}").put_json(steps_key(UID, name), {"steps": [p[1] for p in parts]})
+    job = build_group_job(name, acts, "run", "ns", UID, spec, parts[0][0], uri, OperatorConfig())
     js = job["spec"]
     assert js["completionMode"] == "Indexed" and js["completions"] == js["parallelism"] == 2
     assert js["backoffLimitPerIndex"] == 3 and js["maxFailedIndexes"] == 2
@@ -65,12 +68,15 @@ def test_group_job_is_indexed_with_per_index_retries_and_a_permanent_exit_failin
     assert job["metadata"]["annotations"][A_STEPS] == "t0:1,t1:2"
     assert L_STEP not in job["metadata"]["labels"] and L_STEP not in js["template"]["metadata"]["labels"]
     env = {e["name"]: e.get("value") for e in js["template"]["spec"]["containers"][0]["env"]}
-    assert "step" not in json.loads(env[STEP_ENV])
+    assert "step" not in json.loads(env[STEP_ENV]) and env[STEPS_URI_ENV] == uri
+    assert len(json.dumps(job)) < 4000  # the steps are in the store, not in the Job (nor in each pod)
     # the pod of index 1 runs step t1
-    chosen = json.loads(indexed_context({**env, "JOB_COMPLETION_INDEX": "1"}))
+    chosen = json.loads(indexed_context({**env, "JOB_COMPLETION_INDEX": "1"}, read_uri))
     assert chosen["step"] == {"stepId": "t1"} and chosen["run"]["uid"] == UID
+    with pytest.raises(Exception, match="has no step 2"):
+        indexed_context({**env, "JOB_COMPLETION_INDEX": "2"}, read_uri)
     # a process outside an Indexed Job reads $SEARCHRUN_STEP as it is
-    assert indexed_context({STEP_ENV: ctxs[0]}) == ctxs[0]
+    assert indexed_context({STEP_ENV: ctxs[0]}, read_uri) == ctxs[0]
 
 
 def test_index_bookkeeping():
@@ -137,7 +143,7 @@ class _IndexedKube:
         n = body["spec"].get("completions", 1)
         done, failed = [], []
         for i in range(n):
-            ctx = json.loads(indexed_context({**env, "JOB_COMPLETION_INDEX": str(i)}) if n > 1 else env[STEP_ENV])
+            ctx = json.loads(indexed_context({**env, "JOB_COMPLETION_INDEX": str(i)}, read_uri) if n > 1 else env[STEP_ENV])
             step = ctx["step"]
             if step["stepId"] in self.fail:
                 failed.append(str(i))

@@ -16,22 +16,23 @@ REPORT_JSON = "report.json"
 
 
 INDEX_ENV = "JOB_COMPLETION_INDEX"  # set by Kubernetes in each pod of an Indexed Job
+STEPS_URI_ENV = "SEARCHRUN_STEPS_URI"  # an Indexed Job's steps, by index, in the store
 
 
-def indexed_context(environ) -> str | None:
+def indexed_context(environ, read) -> str | None:
     """The context JSON of the step this process runs. A pod of an Indexed Job (one Job for a
     fan-out, ``jobGrouping: PerFanout``) finds the run in ``$SEARCHRUN_STEP`` and its own step,
-    by its completion index, in ``$SEARCHRUN_STEP_<index>``."""
+    by its completion index, in the document ``$SEARCHRUN_STEPS_URI`` (``read``: URI -> bytes)
+    names: pods stay small, whatever the size of the fan-out."""
     text = environ.get(STEP_ENV)
-    index = environ.get(INDEX_ENV)
-    step = environ.get(f"{STEP_ENV}_{index}") if index is not None else None
-    if not text or step is None:
+    index, uri = environ.get(INDEX_ENV), environ.get(STEPS_URI_ENV)
+    if not text or index is None or not uri:
         return text
     try:
         data = json.loads(text)
-        data["step"] = json.loads(step)
-    except (ValueError, TypeError) as e:
-        raise PermanentStepError(f"{STEP_ENV}_{index} is not valid JSON: {e}") from None
+        data["step"] = json.loads(read(uri))["steps"][int(index)]
+    except (ValueError, TypeError, KeyError, IndexError) as e:
+        raise PermanentStepError(f"{STEPS_URI_ENV} {uri} has no step {index}: {e}") from None
     return json.dumps(data)
 
 

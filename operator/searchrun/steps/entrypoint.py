@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..agents.base import AgentReplyError
-from ..artifacts import ArtifactNotFound, open_store, result_key
+from ..artifacts import ArtifactNotFound, open_store, read_uri, result_key
 from ..engine.types import StepResult
 from .context import EXIT_PERMANENT, STEP_ENV, PermanentStepError, StepContext, StepError, indexed_context
 from .io import StepIO
@@ -81,11 +81,12 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--result-file", default=default_result, help="where to write the small result for the engine")
     args = ap.parse_args(argv)
     try:
-        text = indexed_context(os.environ)
-    except PermanentStepError as e:
-        print(f"step failed: {e}", file=sys.stderr)
-        _write_result(args.result_file, {"error": str(e)[:1000]})
-        return EXIT_PERMANENT
+        text = indexed_context(os.environ, read_uri)
+    except Exception as e:  # the store unreachable (retried), or no such step (permanent)
+        msg = f"{type(e).__name__}: {e}"[:1000]
+        print(f"step failed: {msg}", file=sys.stderr)
+        _write_result(args.result_file, {"error": msg})
+        return EXIT_PERMANENT if isinstance(e, PermanentStepError) else 1
     return execute(text, args.result_file)
 
 

@@ -19,14 +19,16 @@ from typing import Iterable, Mapping, Optional
 
 from ...engine import Observation, StartStep
 from ...engine.types import path_key
+from ...artifacts import run_key
 from ...steps import EXIT_PERMANENT, STEP_ENV
+from ...steps.context import STEPS_URI_ENV
 from ..base import CommittedResult, committed_observation
 from .jobs import A_ATTEMPT, L_STEP, build_job, job_name, job_state
 
 A_STEPS = "searchrun.dev/steps"          # the group Job's steps by index: "t0:1,t1:1" (step id:attempt)
 L_GROUPING = "searchrun.dev/job-grouping"
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
-MAX_GROUP = 100  # steps per Indexed Job: keeps one Job's env and annotations small
+MAX_GROUP = 100  # steps per Indexed Job: bounds its annotation and its stored steps
 GROUP_PREFIX = "g-"  # a group Job's name: job_name(uid, "g-" + its first step); no step id starts so
 
 
@@ -58,12 +60,17 @@ def plan_groups(starts: Iterable[StartStep], run_uid: str) -> dict[str, list[Sta
     return groups
 
 
+def steps_key(run_uid: str, name: str) -> str:
+    """Where a group Job's steps are stored (``runs/<uid>/g-<first step>.json``), written before the Job."""
+    return run_key(run_uid, name[len(job_name(run_uid, "")):] + ".json")
+
+
 def build_group_job(name: str, actions: list[StartStep], run_name: str, namespace: str, run_uid: str, spec,
-                    run_json: str, step_jsons: list[str], config) -> dict:
+                    run_json: str, steps_uri: str, config) -> dict:
     """One Indexed Job for ``actions`` (same type, timeout, retries): the pod of index i runs
-    step i. ``run_json``: the context without its step (``$SEARCHRUN_STEP``); ``step_jsons``:
-    each index's step (``$SEARCHRUN_STEP_<i>``, each its own variable: one variable holds at
-    most 128 KiB on Linux)."""
+    step i. ``run_json``: the context without its step (``$SEARCHRUN_STEP``); ``steps_uri``:
+    the stored document of the steps by index (``$SEARCHRUN_STEPS_URI``), so that the Job and
+    each of its pods stay small however many steps it runs."""
     first = actions[0]
     body = build_job(first, run_name, namespace, run_uid, spec, run_json, config)
     n = len(actions)
@@ -76,7 +83,7 @@ def build_group_job(name: str, actions: list[StartStep], run_name: str, namespac
     meta["annotations"][A_STEPS] = ",".join(f"{a.step_id}:{a.attempt}" for a in actions)
     env = body["spec"]["template"]["spec"]["containers"][0]["env"]
     at = next(i for i, e in enumerate(env) if e["name"] == STEP_ENV) + 1
-    env[at:at] = [{"name": f"{STEP_ENV}_{i}", "value": s} for i, s in enumerate(step_jsons)]
+    env.insert(at, {"name": STEPS_URI_ENV, "value": steps_uri})
     js = body["spec"]
     del js["backoffLimit"]  # with backoffLimitPerIndex it would cap the failures of all indexes together
     js.update({
@@ -92,11 +99,11 @@ def build_group_job(name: str, actions: list[StartStep], run_name: str, namespac
     return body
 
 
-def split_context(context_json: str) -> tuple[str, str]:
-    """A step's context JSON → (the run part, the step part): a group Job holds the run once."""
+def split_context(context_json: str) -> tuple[str, dict]:
+    """A step's context JSON → (the run part, the step): a group Job holds the run once."""
     data = json.loads(context_json)
     step = data.pop("step")
-    return json.dumps(data, separators=(",", ":")), json.dumps(step, separators=(",", ":"))
+    return json.dumps(data, separators=(",", ":")), step
 
 
 def members(job: Mapping) -> list[tuple[str, int]]:

@@ -17,7 +17,7 @@ from ... import metrics
 from ...engine import Decision, Observation
 from .. import step_context
 from .fanout import (GROUP_PREFIX, build_group_job, index_states, members, observe_index, plan_groups, pod_failures,
-                     split_context)
+                     split_context, steps_key)
 from .jobs import job_name, pod_error
 from .shared import io_pool
 
@@ -45,7 +45,9 @@ def group_starts(r, d: Decision) -> dict:
 
 def create_group_job(r, name: str, actions: list) -> None:
     parts = [split_context(step_context(r.spec, r.uid, r.name, r.store_uri, a).to_json()) for a in actions]
-    body = build_group_job(name, actions, r.name, r.namespace, r.uid, r.spec, parts[0][0], [p[1] for p in parts], r.config)
+    # the steps first, then the Job that names them (the same document again after a crash)
+    uri = r.store.put_json(steps_key(r.uid, name), {"job": name, "steps": [p[1] for p in parts]}, overwrite=True)
+    body = build_group_job(name, actions, r.name, r.namespace, r.uid, r.spec, parts[0][0], uri, r.config)
     try:
         r.cache.put(r.kube.create_job(r.namespace, body))
         metrics.STEPS_CREATED.labels(step_type=actions[0].step_type).inc(len(actions))
