@@ -959,7 +959,7 @@ def table(b: Bench, args) -> str:
             f"{CLIENTS.get(k, k)} {v:.2f}" for k, v in list(r["api_by_client_per_step"].items())[:7]))
         row("operator passes (reconciles): count, mean time (of which the engine's decision)",
             lambda r: f"{r['passes']:.0f}, {r['pass_ms']:.0f} ms ({r['decision_ms']:.1f} ms)")
-        row("operator CPU", lambda r: f"{r['cpu_s']:.1f} s ({r['cpu_s'] / max(1, r['jobs']) * 1000:.1f} ms/step)")
+        row("operator CPU", lambda r: f"{r['cpu_s']:.1f} s ({r['cpu_s'] / max(1, r.get('steps_started', r['jobs'])) * 1000:.1f} ms/step)")
         row("operator peak RSS", lambda r: f"{r['rss_peak_mib']:.0f} MiB")
         row("CPU by component: operator / API server / etcd / KCM / scheduler / kwok / S3 / bench", lambda r: " / ".join(
             [f"{r['cpu_s']:.0f}"] + [f"{r['cpu_others_s'].get(k, float('nan')):.0f}" for k in (
@@ -984,8 +984,8 @@ COMPARE_ROWS = [
     ("Jobs created/s, busiest 10 s", lambda r: f"{r['jobs_per_s_best_10s']:.1f}"),
     ("hand-off p50 / p99 (ms)", lambda r: f"{r['handoff_p50_ms']:.0f} / {r['handoff_p99_ms']:.0f}"),
     ("API requests per step: operator / all", lambda r: f"{r['api_op_per_step']:.2f} / {r['api_all_per_step']:.1f}"),
-    ("status patches per step", lambda r: f"{r['api_by']['PATCH searchruns/status'] / max(1, r['jobs']):.2f}"),
-    ("operator CPU per step (ms)", lambda r: f"{r['cpu_s'] / max(1, r['jobs']) * 1000:.1f}"),
+    ("status patches per step", lambda r: f"{r['api_by']['PATCH searchruns/status'] / max(1, r.get('steps_started', r['jobs'])):.2f}"),
+    ("operator CPU per step (ms)", lambda r: f"{r['cpu_s'] / max(1, r.get('steps_started', r['jobs'])) * 1000:.1f}"),
     ("operator peak RSS (MiB)", lambda r: f"{r['rss_peak_mib']:.0f}"),
     ("passes, mean pass time (ms)", lambda r: f"{r['passes']:.0f}, {r['pass_ms']:.0f}"),
 ]
