@@ -1,5 +1,6 @@
 """The openai agent's traverse question: path context in the prompt, a JSON-schema reply that is
-validated, bad replies retried then a failed step; end to end against the scripted local server."""
+validated, bad replies retried then a dead end that says why; end to end against the scripted
+local server (tests/integration/test_model_server.py does it against a real llama.cpp server)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from searchrun.agents.base import AgentError, Hop, PathContext, Proposal
+from searchrun.agents.base import Hop, PathContext, Proposal
 from searchrun.agents.openai_compat import OpenAICompatAgent
 from searchrun.agents.openai_schema import (BadReply, MAX_PATH_HOPS, REPLY_ATTEMPTS, parse_traverse_reply, path_block,
                                             traverse_schema)
