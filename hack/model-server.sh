@@ -43,7 +43,26 @@ mkdir -p "$root" "$models"
 exec 9>"$root/.lock"  # one builder at a time (two test sessions may start together)
 flock 9
 
+build_tools() {  # cmake (>= 3.21) and a C++ compiler, from Debian's archive when missing and root
+  local missing=()
+  command -v cmake >/dev/null || missing+=(cmake)
+  command -v g++ >/dev/null || missing+=(g++)
+  command -v ninja >/dev/null || missing+=(ninja-build)
+  ((${#missing[@]})) || return 0
+  if [[ $EUID -ne 0 ]] || ! command -v apt-get >/dev/null; then
+    echo "model-server.sh: missing ${missing[*]} to build llama-cpp-python (install them, or run as root with apt-get)" >&2
+    exit 1
+  fi
+  local phase="apt-get install (host packages for the model server's build): ${missing[*]}"
+  progress_start "$phase"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1 \
+    || { DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
+  progress_end "$phase"
+}
+
 if ! compgen -G "$wheels/llama_cpp_python-$LLAMA_VERSION-*.whl" >/dev/null; then
+  build_tools
   phase="llama-cpp-python $LLAMA_VERSION: wheel built from its sdist (CPU only; about 10 min on 2 cores, log $root/build-$key.log)"
   progress_start "$phase"
   bvenv="$root/build-venv"
