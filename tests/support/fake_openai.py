@@ -29,6 +29,7 @@ class FakeOpenAI:
         # a scripted model: prompt -> reply (a dict is sent as JSON, a str as is, None: ``answer``)
         self.model: Callable[[str], dict | str | None] | None = None
         self.json_schema = True  # False: refuse a json_schema response_format (HTTP 400), as some servers do
+        self.json_schema_status = 400  # how it refuses json_schema (llama-cpp-python: 500, its error naming response_format)
         self.schema_in_json_object = True  # False: refuse a json_object response_format with a schema (HTTP 422)
         self.formats: list = []  # each request's response_format type ("json_object+schema" when it has one)
         self.bodies: list[bytes] = []  # each request's body, as sent
@@ -87,7 +88,7 @@ class FakeOpenAI:
                 with fake._lock:
                     fake.formats.append(kind)
                 if kind == "json_schema" and not fake.json_schema:
-                    self._send(400, {"error": {"message": "response_format.type json_schema is not supported"}})
+                    self._send(fake.json_schema_status, {"error": {"message": "response_format.type json_schema is not supported"}})
                     return True
                 if kind == "json_object+schema" and not fake.schema_in_json_object:
                     self._send(422, {"detail": [{"loc": ["body", "response_format", "schema"], "msg": "extra field"}]})

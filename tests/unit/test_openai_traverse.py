@@ -277,6 +277,15 @@ def test_a_server_refusing_json_schema_and_schema_in_json_object_gets_plain_json
     assert server.formats == ["json_schema", "json_object+schema", "json_object", "json_object"]
 
 
+def test_a_refusal_by_http_500_that_names_response_format_is_not_retried(server, corpus):
+    """llama-cpp-python's server answers a json_schema response_format with HTTP 500 (its
+    validation error names response_format): that is a refusal, asked in the next form at once."""
+    server.json_schema, server.json_schema_status = False, 500
+    server.model = lambda p: ok() if traverse_facts(p)["doc"] else None
+    d = agent(server, corpus).traverse(QUERY, "mailer", 2, 4000)
+    assert server.formats == ["json_schema", "json_object+schema"] and d.usage.tokens == 60
+
+
 def test_a_server_taking_a_schema_in_json_object_gets_it_from_then_on(server, corpus):
     server.json_schema = False
     server.model = lambda p: ok() if traverse_facts(p)["doc"] else None

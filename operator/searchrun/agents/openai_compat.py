@@ -88,6 +88,10 @@ def first_json_object(text: str) -> Optional[dict]:
     return None
 
 
+class FormatRefused(AgentError):
+    """The server refused the request's ``response_format`` (its error names it): not retried."""
+
+
 class _Retryable(Exception):
     def __init__(self, message: str, retry_after: Optional[float] = None):
         super().__init__(message)
@@ -138,6 +142,7 @@ class OpenAICompatAgent:
         self.timeout = float(spec.requestTimeoutSeconds)
         self.cost_per_1k = float(spec.costPer1kTokensUSD)
         self.threshold = float(spec.relevanceThreshold)
+        self.max_answer = int(getattr(spec, "maxAnswerTokens", 0) or 0)  # 0: what each question needs
         self.corpus = corpus
         self._key = api_key or None
         self.backoff_seconds = backoff_seconds
@@ -169,12 +174,17 @@ class OpenAICompatAgent:
             rid = request_id(e.headers)
             where = f"{self.url} returned HTTP {e.code} ({http.client.responses.get(e.code, 'error')})"
             where += f", request id {rid}" if rid else ""
+            try:
+                page = e.read(4096)
+            except Exception:
+                page = b""
             if LOG.isEnabledFor(logging.DEBUG):  # the body may be anyone's page: debug log only, never the message
-                try:
-                    body = e.read(500).decode("utf-8", "replace")
-                except Exception:
-                    body = ""
+                body = page[:500].decode("utf-8", "replace")
                 LOG.debug("%s; body (truncated): %s", where, self._redact(" ".join(body.split()))[:200])
+            if e.code in (400, 422, 500) and b"response_format" in page:
+                # the server refuses the form we asked the answer in (llama-cpp-python says so with a
+                # 500): asking again would get the same; the caller may ask in another form
+                raise FormatRefused(f"{where}: it refused the response_format") from None
             if e.code == 429 or 500 <= e.code <= 599:
                 retry_after = None
                 ra = e.headers.get("Retry-After") if e.headers else None
@@ -207,7 +217,7 @@ class OpenAICompatAgent:
             {
                 "model": self.model,
                 "messages": messages,
-                "max_tokens": int(max_tokens),
+                "max_tokens": int(min(max_tokens, self.max_answer) if self.max_answer else max_tokens),
                 "temperature": 0,
                 "response_format": response_format or {"type": "json_object"},
             }
@@ -299,7 +309,8 @@ class OpenAICompatAgent:
                 "answer; 'deep' means it asks about relations, explanations or trade-offs across topics, "
                 "so several linked documents must be read.\n"
                 f"Query: {q}\n"
-                'Reply as JSON: {"intent": "simple" or "deep", "reason": "one sentence"}'
+                # no valid answer in the template: a model that only copies it gets the offline heuristic
+                'Reply as JSON: {"intent": "<simple or deep>", "reason": "<one sentence>"}'
             )
 
         fit = self._fit(build, ANSWER_TOKENS["intent"], allowance, len(query))
@@ -450,7 +461,8 @@ class OpenAICompatAgent:
             try:
                 content, tokens = self._chat(messages, max_tokens, fmts[level], parse=str)
             except AgentError as e:
-                if self._format_known or level == len(fmts) - 1 or not schema.format_refused(str(e)):
+                refused = isinstance(e, FormatRefused) or schema.format_refused(str(e))
+                if self._format_known or level == len(fmts) - 1 or not refused:
                     raise
                 LOG.info("%s refused response_format %s; asking in the next form", self.url, fmts[level].get("type"))
                 self._format_level = level + 1
