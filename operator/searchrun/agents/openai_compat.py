@@ -118,6 +118,7 @@ class OpenAICompatAgent:
     # which of schema.response_formats() this server takes: the first one it did not refuse
     # (_format_known: it answered one already, so a later refusal is an error, not a step down)
     _format_level: int = 0
+    max_answer: int = 0  # agent.maxAnswerTokens: caps every request's max_tokens; 0: no cap
     _format_known: bool = False
 
     def __init__(
