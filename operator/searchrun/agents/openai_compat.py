@@ -118,7 +118,6 @@ class OpenAICompatAgent:
     # which of schema.response_formats() this server takes: the first one it did not refuse
     # (_format_known: it answered one already, so a later refusal is an error, not a step down)
     _format_level: int = 0
-    max_answer: int = 0  # agent.maxAnswerTokens: caps every request's max_tokens; 0: no cap
     _format_known: bool = False
 
     def __init__(
@@ -143,7 +142,6 @@ class OpenAICompatAgent:
         self.timeout = float(spec.requestTimeoutSeconds)
         self.cost_per_1k = float(spec.costPer1kTokensUSD)
         self.threshold = float(spec.relevanceThreshold)
-        self.max_answer = int(getattr(spec, "maxAnswerTokens", 0) or 0)  # 0: what each question needs
         self.corpus = corpus
         self._key = api_key or None
         self.backoff_seconds = backoff_seconds
@@ -218,7 +216,7 @@ class OpenAICompatAgent:
             {
                 "model": self.model,
                 "messages": messages,
-                "max_tokens": int(min(max_tokens, self.max_answer) if self.max_answer else max_tokens),
+                "max_tokens": int(max_tokens),
                 "temperature": 0,
                 "response_format": response_format or {"type": "json_object"},
             }

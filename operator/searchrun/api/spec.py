@@ -86,9 +86,6 @@ class AgentSpec(Model):
     apiKeyEnv: str = Field(default="OPENAI_API_KEY", max_length=128, pattern=r"^[A-Z_][A-Z0-9_]*$", description="environment variable holding the API key")
     costPer1kTokensUSD: float = Field(default=0.0, ge=0.0, le=1000.0, description="price used to turn tokens into cost")
     requestTimeoutSeconds: int = Field(default=30, ge=1, le=600)
-    maxAnswerTokens: int = Field(default=0, ge=0, le=32768, description=(
-        "openai agent: the most tokens the model may write in one answer (max_tokens); 0: what each question needs. "
-        "A reply cut short is not valid: a traversal whose replies are cut is a dead end"))
     maxContextChars: int = Field(default=MAX_NOTE_CHARS // 2, ge=0, le=MAX_NOTE_CHARS,
                                  description="context budget: the most characters of the note a traversal step passes to its children (counted into its tokens)")
 
