@@ -4,6 +4,8 @@
 #   - the local Kubernetes cluster and the project image: the pytest session brings them up
 #     (hack/local-cluster.sh up, hack/build-images.sh) and stops the cluster it started
 #   - the S3 server (moto, over HTTP) and Prometheus are started by the tests that need them
+#   - the model server (llama.cpp via llama-cpp-python, SmolLM2-135M): hack/model-server.sh, run by
+#     the session's fixture, builds its wheel once (about 6 min on 2 idle cores) or takes it from the cache
 #   - chromium (headless) for the report's browser test, installed here when missing (as root)
 # Builds are cached in $SEARCHRUN_CACHE (default ~/.cache/searchrun, the same as .ci/run).
 # Long phases print "==> " lines (start, every minute, end with the duration) on the console.

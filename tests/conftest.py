@@ -6,6 +6,12 @@ it to an address pods can reach). If the server cannot start, tests using it are
 unless env ``CI`` is set, in which case they fail. moto keeps its state in memory: after
 ``stop()``/``start()`` (same port) every bucket and object is gone.
 
+Model server: ``model_server`` runs a REAL OpenAI-compatible server (llama.cpp through
+llama-cpp-python, with SmolLM2-135M-Instruct from a PyPI package) on 127.0.0.1 with an API key,
+once per session; ``model_server_build`` is what ``hack/model-server.sh`` built and cached (the
+cluster tests start a second server on the bridge address). Skipped when it cannot be had,
+failed when ``CI`` is set.
+
 Console: the session's milestones (S3 up, cluster up, image loaded, operator up) and the build
 scripts' progress lines reach the console past pytest's capture (``support.console``).
 Cache: ``SEARCHRUN_CACHE`` defaults to ``~/.cache/searchrun``, as in the hack/ scripts and CI.
@@ -22,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from support import console
+from support.model_server import ModelServerUnavailable, ensure_built, no_model_server, start_model_server
 from support.s3server import S3Server, free_port
 
 # One cache for the session and every script it runs (hack/*.sh default to the same place).
@@ -70,3 +77,26 @@ def s3_bucket(s3_server, monkeypatch):
     bucket = f"searchrun-test-{uuid.uuid4().hex[:12]}"
     s3_server.client().create_bucket(Bucket=bucket)
     return f"s3://{bucket}/prefix"
+
+
+# ------------------------------------------------------------------ model server (llama.cpp)
+
+
+@pytest.fixture(scope="session")
+def model_server_build() -> tuple[str, str]:
+    """(the model server venv's python, the GGUF), built once and cached by hack/model-server.sh."""
+    log = Path(os.environ["SEARCHRUN_CACHE"]) / "test-logs" / "model-server.log"
+    console.say(f"model server: building or taking the cached llama-cpp-python wheel and model (log {log})")
+    try:
+        return ensure_built(log)
+    except ModelServerUnavailable as e:
+        no_model_server(f"no model server: {e}")
+
+
+@pytest.fixture(scope="session")
+def model_server(model_server_build, tmp_path_factory):
+    server = start_model_server(model_server_build, "127.0.0.1", tmp_path_factory.mktemp("model-server"))
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -29,7 +29,10 @@ class FakeOpenAI:
         # a scripted model: prompt -> reply (a dict is sent as JSON, a str as is, None: ``answer``)
         self.model: Callable[[str], dict | str | None] | None = None
         self.json_schema = True  # False: refuse a json_schema response_format (HTTP 400), as some servers do
-        self.formats: list = []  # each request's response_format type
+        self.json_schema_status = 400  # how it refuses json_schema (llama-cpp-python: 500, its error naming response_format)
+        self.schema_in_json_object = True  # False: refuse a json_object response_format with a schema (HTTP 422)
+        self.formats: list = []  # each request's response_format type ("json_object+schema" when it has one)
+        self.bodies: list[bytes] = []  # each request's body, as sent
         self.total_tokens = 60  # the usage every answer reports
         # prompt -> instead of an answer, an HTTP status (an error), or a dict: the whole 200 reply
         # (e.g. one without choices: no content); None: answer. E.g. to fail one document's traversal.
@@ -44,7 +47,10 @@ class FakeOpenAI:
 
             def do_POST(self):
                 n = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(n) or b"{}")
+                raw = self.rfile.read(n)
+                body = json.loads(raw or b"{}")
+                with fake._lock:
+                    fake.bodies.append(raw)
                 prompt = "\n".join(m.get("content", "") for m in body.get("messages", []))
                 auth = self.headers.get("Authorization", "")
                 with fake._lock:
@@ -88,10 +94,14 @@ class FakeOpenAI:
             def _scripted(self, body: dict, prompt: str) -> bool:
                 """Answer as ``fake.json_schema`` and ``fake.model`` say; False: leave it to ``answer``."""
                 fmt = body.get("response_format") or {}
+                kind = "json_object+schema" if fmt.get("type") == "json_object" and "schema" in fmt else fmt.get("type")
                 with fake._lock:
-                    fake.formats.append(fmt.get("type"))
-                if fmt.get("type") == "json_schema" and not fake.json_schema:
-                    self._send(400, {"error": {"message": "response_format.type json_schema is not supported"}})
+                    fake.formats.append(kind)
+                if kind == "json_schema" and not fake.json_schema:
+                    self._send(fake.json_schema_status, {"error": {"message": "response_format.type json_schema is not supported"}})
+                    return True
+                if kind == "json_object+schema" and not fake.schema_in_json_object:
+                    self._send(422, {"detail": [{"loc": ["body", "response_format", "schema"], "msg": "extra field"}]})
                     return True
                 reply = fake.model(prompt) if fake.model else None
                 if reply is None:

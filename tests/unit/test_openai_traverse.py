@@ -1,5 +1,6 @@
 """The openai agent's traverse question: path context in the prompt, a JSON-schema reply that is
-validated, bad replies retried then a failed step; end to end against the scripted local server."""
+validated, bad replies retried then a dead end that says why; end to end against the scripted
+local server (tests/integration/test_model_server.py does it against a real llama.cpp server)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from searchrun.agents.base import AgentError, Hop, PathContext, Proposal
+from searchrun.agents.base import Hop, PathContext, Proposal
 from searchrun.agents.openai_compat import OpenAICompatAgent
 from searchrun.agents.openai_schema import (BadReply, MAX_PATH_HOPS, REPLY_ATTEMPTS, parse_traverse_reply, path_block,
                                             traverse_schema)
@@ -232,7 +233,7 @@ def test_a_server_without_json_schema_gets_a_json_object_request(server, corpus)
     a = agent(server, corpus)
     assert a.traverse(QUERY, "mailer", 2, 4000).usage.tokens == 60  # the refused request reported no usage
     a.traverse(QUERY, "smtp-relay", 2, 4000)
-    assert server.formats == ["json_schema", "json_object", "json_object"]  # asked once, then remembered
+    assert server.formats == ["json_schema", "json_object+schema", "json_object+schema"]  # asked once, then remembered
 
 
 def test_a_malformed_reply_is_asked_again_with_the_reason(server, corpus):
@@ -245,19 +246,55 @@ def test_a_malformed_reply_is_asked_again_with_the_reason(server, corpus):
     assert "reply 3" in d.reason
 
 
-def test_bad_replies_are_retried_a_bounded_number_of_times_then_raise(server, corpus):
-    server.model = lambda p: ok(score=3) if traverse_facts(p)["doc"] else None
-    with pytest.raises(AgentError, match=f"rejected {REPLY_ATTEMPTS} times; last: score: must be from 0 to 1"):
-        agent(server, corpus).traverse(QUERY, "mailer", 2, 4000)
+def test_bad_replies_are_retried_a_bounded_number_of_times_then_a_dead_end(server, corpus):
+    server.model = lambda p: ok(score=3, proposals=[{"doc": "identity-team", "relation": "owned_by", "reason": "r"}]) \
+        if traverse_facts(p)["doc"] else None
+    d = agent(server, corpus).traverse(QUERY, "mailer", 2, 4000)
     assert len(server.requests) == REPLY_ATTEMPTS
+    assert not d.found and d.next == [] and d.proposals == ()  # nothing of a refused reply is followed
+    assert d.rejected == f"the model's reply was rejected {REPLY_ATTEMPTS} times; last: score: must be from 0 to 1 (got 3)"
+    assert d.reason == f"dead end: {d.rejected}"
+    assert d.usage.tokens == REPLY_ATTEMPTS * 60  # every refused reply is paid for
 
 
 def test_retries_stay_within_the_allowance(server, corpus):
     server.model = lambda p: "{oops"
     server.total_tokens = 700  # what the first attempt cost: no room is left for a second
-    with pytest.raises(AgentError, match=r"rejected \(the reply is not JSON.*leaves no room to ask again"):
-        agent(server, corpus).traverse(QUERY, "mailer", 2, 1000)
+    d = agent(server, corpus).traverse(QUERY, "mailer", 2, 1000)
     assert len(server.requests) == 1
+    assert d.next == [] and d.usage.tokens == 700
+    assert d.rejected.startswith("the model's reply was rejected 1 time; last: the reply is not JSON")
+    assert d.rejected.endswith("the step's token allowance (1000) leaves no room to ask again")
+
+
+def test_a_server_refusing_json_schema_and_schema_in_json_object_gets_plain_json_object(server, corpus):
+    server.json_schema = False
+    server.schema_in_json_object = False
+    server.model = lambda p: ok() if traverse_facts(p)["doc"] else None
+    a = agent(server, corpus)
+    a.traverse(QUERY, "mailer", 2, 4000)
+    a.traverse(QUERY, "smtp-relay", 2, 4000)
+    assert server.formats == ["json_schema", "json_object+schema", "json_object", "json_object"]
+
+
+def test_a_refusal_by_http_500_that_names_response_format_is_not_retried(server, corpus):
+    """llama-cpp-python's server answers a json_schema response_format with HTTP 500 (its
+    validation error names response_format): that is a refusal, asked in the next form at once."""
+    server.json_schema, server.json_schema_status = False, 500
+    server.model = lambda p: ok() if traverse_facts(p)["doc"] else None
+    d = agent(server, corpus).traverse(QUERY, "mailer", 2, 4000)
+    assert server.formats == ["json_schema", "json_object+schema"] and d.usage.tokens == 60
+
+
+def test_a_server_taking_a_schema_in_json_object_gets_it_from_then_on(server, corpus):
+    server.json_schema = False
+    server.model = lambda p: ok() if traverse_facts(p)["doc"] else None
+    a = agent(server, corpus)
+    a.traverse(QUERY, "mailer", 2, 4000)
+    a.traverse(QUERY, "smtp-relay", 2, 4000)
+    assert server.formats == ["json_schema", "json_object+schema", "json_object+schema"]
+    sent = json.loads(server.bodies[-1])["response_format"]["schema"]
+    assert sent["required"] == ["found", "score", "note", "proposals", "reason"]
 
 
 # ------------------------------------------------------------- a step, and a run, through the executors
@@ -277,15 +314,17 @@ def _step(tmp_path, server, doc="mailer"):
     return p, json.loads(out.read_text())
 
 
-def test_a_malformed_reply_fails_the_step_without_a_traceback(tmp_path, server):
+def test_a_malformed_reply_makes_the_step_a_dead_end_that_says_why(tmp_path, server):
     server.model = lambda p: "I'd rather chat about the weather." if traverse_facts(p)["doc"] else None
     p, result = _step(tmp_path, server)
-    assert p.returncode == 1
-    assert "AgentError" in result["error"] and f"rejected {REPLY_ATTEMPTS} times" in result["error"]
-    assert "not JSON" in result["error"] and "weather" not in result["error"]  # our message, never the reply
+    assert p.returncode == 0, p.stderr  # not retried as a Job: the same model would be asked the same again
+    assert result["decision"].startswith(f"dead end: the model's reply was rejected {REPLY_ATTEMPTS} times")
+    assert "not JSON" in result["decision"] and "weather" not in json.dumps(result)  # our message, never the reply
+    assert not result.get("next") and not result["found"] and result["tokens"] == REPLY_ATTEMPTS * 60
     assert "Traceback" not in p.stderr
     assert len(server.requests) == REPLY_ATTEMPTS
-    assert not (tmp_path / "store/runs/run1/steps/t0/a1/result.json").exists()
+    out = json.loads((tmp_path / "store/runs/run1/steps/t0/a1/output.json").read_text())
+    assert out["rejected"].startswith("the model's reply was rejected") and out["next"] == []
 
 
 def searchrun_run(tmp_path: Path, server, **spec_over):
@@ -334,16 +373,19 @@ def test_two_hop_answer_end_to_end_only_with_the_note(tmp_path, server):
 
 
 @pytest.mark.slow
-def test_malformed_replies_end_to_end_are_retried_failed_steps(tmp_path, server):
+def test_malformed_replies_end_to_end_are_visible_dead_ends(tmp_path, server):
     def model(prompt):
         if traverse_facts(prompt)["doc"]:
             return '{"found": "maybe"'
         return two_hop_model(prompt)
 
     server.model = model
-    r, st, _ = searchrun_run(tmp_path, server)
+    r, st, report = searchrun_run(tmp_path, server)
     assert "Traceback" not in r.stdout + r.stderr
     (t0,) = [s for s in st["steps"] if s["type"] == "traverse_node"]
-    assert t0["phase"] == "Failed" and t0["attempts"] == 2  # retries: 1
-    assert f"rejected {REPLY_ATTEMPTS} times" in t0["message"] and "not JSON" in t0["message"]
-    assert len([q for q in server.requests if traverse_facts(q["prompt"])["doc"]]) == 2 * REPLY_ATTEMPTS
+    assert t0["phase"] == "Succeeded" and t0["attempts"] == 1  # a dead end, not a failed step retried
+    assert t0["decision"].startswith(f"dead end: the model's reply was rejected {REPLY_ATTEMPTS} times")
+    assert "not JSON" in t0["decision"] and not t0.get("next")
+    assert len([q for q in server.requests if traverse_facts(q["prompt"])["doc"]]) == REPLY_ATTEMPTS
+    assert sum(s.get("tokens", 0) for s in st["steps"]) == 60 * len(server.requests)  # refused replies are paid for
+    assert [s["deadEnd"] for s in report["steps"] if s["type"] == "traverse_node"] == [True]

@@ -69,6 +69,9 @@ class TraverseDecision:
     # a seed judged as if reached from a document that links to it: that hop (the link kind is
     # the one into this document); the step's evidence path starts there
     implied: tuple[Hop, ...] = ()
+    # why the model's replies were refused (bad JSON, off the schema) after the agent's own
+    # retries: the traversal is a dead end, and this says so in the step's decision
+    rejected: str = ""
 
 
 class AgentError(RuntimeError):

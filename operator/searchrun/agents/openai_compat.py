@@ -7,7 +7,9 @@ Candidates for ``plan_seeds`` and ``simple_search`` come from the offline BM25
 ranking and the model judges them. ``traverse`` tells the model the path that led
 to the document and the parent's note, asks for a reply in a JSON schema and
 validates it (:mod:`.openai_schema`): a bad reply is asked again, within the
-step's allowance, at most ``REPLY_ATTEMPTS`` times, then the step fails.
+step's allowance, at most ``REPLY_ATTEMPTS`` times, then the traversal is a dead end that
+says why (``TraverseDecision.rejected``): asking the same model the same question in a
+retried Job would only spend the tokens again.
 
 Token use: the prompt is sized from a conservative estimate (``chars / 3``) so
 that prompt plus ``max_tokens`` fits the step's allowance; documents are
@@ -86,6 +88,10 @@ def first_json_object(text: str) -> Optional[dict]:
     return None
 
 
+class FormatRefused(AgentError):
+    """The server refused the request's ``response_format`` (its error names it): not retried."""
+
+
 class _Retryable(Exception):
     def __init__(self, message: str, retry_after: Optional[float] = None):
         super().__init__(message)
@@ -109,7 +115,10 @@ def _truthy(x: Any) -> bool:
 
 
 class OpenAICompatAgent:
-    _schema_ok: Optional[bool] = None  # does the server take a json_schema response_format? None: not asked yet
+    # which of schema.response_formats() this server takes: the first one it did not refuse
+    # (_format_known: it answered one already, so a later refusal is an error, not a step down)
+    _format_level: int = 0
+    _format_known: bool = False
 
     def __init__(
         self,
@@ -164,12 +173,17 @@ class OpenAICompatAgent:
             rid = request_id(e.headers)
             where = f"{self.url} returned HTTP {e.code} ({http.client.responses.get(e.code, 'error')})"
             where += f", request id {rid}" if rid else ""
+            try:
+                page = e.read(4096)
+            except Exception:
+                page = b""
             if LOG.isEnabledFor(logging.DEBUG):  # the body may be anyone's page: debug log only, never the message
-                try:
-                    body = e.read(500).decode("utf-8", "replace")
-                except Exception:
-                    body = ""
+                body = page[:500].decode("utf-8", "replace")
                 LOG.debug("%s; body (truncated): %s", where, self._redact(" ".join(body.split()))[:200])
+            if e.code in (400, 422, 500) and b"response_format" in page:
+                # the server refuses the form we asked the answer in (llama-cpp-python says so with a
+                # 500): asking again would get the same; the caller may ask in another form
+                raise FormatRefused(f"{where}: it refused the response_format") from None
             if e.code == 429 or 500 <= e.code <= 599:
                 retry_after = None
                 ra = e.headers.get("Retry-After") if e.headers else None
@@ -294,7 +308,8 @@ class OpenAICompatAgent:
                 "answer; 'deep' means it asks about relations, explanations or trade-offs across topics, "
                 "so several linked documents must be read.\n"
                 f"Query: {q}\n"
-                'Reply as JSON: {"intent": "simple" or "deep", "reason": "one sentence"}'
+                # no valid answer in the template: a model that only copies it gets the offline heuristic
+                'Reply as JSON: {"intent": "<simple or deep>", "reason": "<one sentence>"}'
             )
 
         fit = self._fit(build, ANSWER_TOKENS["intent"], allowance, len(query))
@@ -397,7 +412,7 @@ class OpenAICompatAgent:
         head = f"Query: {query}\n\n{schema.path_block(path, max_note_chars)}\n"
         kids = schema.children_block(links, {c: docs[c].title for _, c in links})
         ask = schema.instructions(most, max_note_chars)
-        fmt = schema.response_format(schema.traverse_schema([c for _, c in links], most, max_note_chars))
+        fmts = schema.response_formats(schema.traverse_schema([c for _, c in links], most, max_note_chars))
         want = schema.answer_tokens(max_note_chars, most, CHARS_PER_TOKEN)
         spent, problem, feedback = 0, "", ""
         for attempt in range(1, schema.REPLY_ATTEMPTS + 1):
@@ -408,9 +423,9 @@ class OpenAICompatAgent:
             if fit is None:
                 if attempt == 1:
                     return TraverseDecision(False, 0.0, "", [], "token allowance too small to ask the model", Usage())
-                raise AgentError(f"{self.url}: the model's reply was rejected ({problem}) and the step's token "
-                                 f"allowance ({allowance}) leaves no room to ask again")
-            content, tokens = self._chat_schema(*fit, fmt)
+                return self._rejected(f"{problem}; the step's token allowance ({allowance}) leaves no room to ask again",
+                                      attempt - 1, spent)
+            content, tokens = self._chat_schema(*fit, fmts)
             spent += tokens
             try:
                 reply = schema.parse_traverse_reply(content, kinds, most, max_note_chars)
@@ -423,7 +438,13 @@ class OpenAICompatAgent:
                 why += f" (reply {attempt}; earlier: {problem})"[:200]
             return TraverseDecision(reply.found, reply.score, snip, [p.doc_id for p in reply.proposals], why,
                                     self._u(spent), note=reply.note, proposals=reply.proposals)
-        raise AgentError(f"{self.url}: the model's reply was rejected {schema.REPLY_ATTEMPTS} times; last: {problem}")
+        return self._rejected(problem, schema.REPLY_ATTEMPTS, spent)
+
+    def _rejected(self, problem: str, replies: int, spent: int) -> TraverseDecision:
+        """A dead end: the model's replies were refused (our message names the field, never quotes the reply)."""
+        why = f"the model's reply was rejected {replies} time{'s' if replies != 1 else ''}; last: {problem}"
+        LOG.warning("%s: %s", self.url, why)
+        return TraverseDecision(False, 0.0, "", [], f"dead end: {why}"[:300], self._u(spent), rejected=why[:300])
 
     def _fit_reply(self, build: Callable[[int], str], want: int, allowance: int, doc_chars: int):
         """``_fit``, but with room for at least a short reply (``MIN_REPLY_TOKENS``), not just ``MIN_ANSWER_TOKENS``."""
@@ -431,16 +452,19 @@ class OpenAICompatAgent:
         fit = self._fit(build, max(want - extra, MIN_ANSWER_TOKENS), allowance - extra, doc_chars)
         return None if fit is None else (fit[0], fit[1] + extra)
 
-    def _chat_schema(self, messages: list[dict[str, str]], max_tokens: int, fmt: dict) -> tuple[str, int]:
-        """(the reply's text, tokens), asking for ``fmt`` (a JSON schema) unless this server refused
-        one already: then, and on its first refusal (HTTP 400 or 422), for a plain JSON object."""
-        if self._schema_ok is not False:
+    def _chat_schema(self, messages: list[dict[str, str]], max_tokens: int, fmts: list[dict]) -> tuple[str, int]:
+        """(the reply's text, tokens), asking in the first of ``fmts`` this server takes: on its
+        first refusals (HTTP 400 or 422) the next one is tried, and the one it took is remembered."""
+        while True:
+            level = min(self._format_level, len(fmts) - 1)
             try:
-                content, tokens = self._chat(messages, max_tokens, fmt, parse=str)
-                self._schema_ok = True
-                return content, tokens
+                content, tokens = self._chat(messages, max_tokens, fmts[level], parse=str)
             except AgentError as e:
-                if self._schema_ok or not schema.format_refused(str(e)):
+                refused = isinstance(e, FormatRefused) or schema.format_refused(str(e))
+                if self._format_known or level == len(fmts) - 1 or not refused:
                     raise
-                self._schema_ok = False
-        return self._chat(messages, max_tokens, {"type": "json_object"}, parse=str)
+                LOG.info("%s refused response_format %s; asking in the next form", self.url, fmts[level].get("type"))
+                self._format_level = level + 1
+                continue
+            self._format_known = True
+            return content, tokens

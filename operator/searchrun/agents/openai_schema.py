@@ -5,10 +5,11 @@ The model is told the path from the seed (each ancestor's id and title, the rela
 followed into it), the kind of the link that led to this document and the parent's note, all
 bounded; it replies ``{found, score, note, proposals: [{doc, relation, reason}], reason}``.
 
-The schema is sent as ``response_format`` (``json_schema``) for servers that constrain their
-output to it, but a reply is always validated here too, since many servers ignore it or follow
-it loosely. Limits a server's schema support may not enforce (the note's length) live in the
-field descriptions and in :func:`parse_traverse_reply`. A reply that is not a JSON object, has
+The schema is sent as ``response_format`` (``json_schema``, or a form the server takes:
+:func:`response_formats`) for servers that constrain their output to it, but a reply is always
+validated here too, since many servers ignore it or follow it loosely. Limits a server's schema
+support may not enforce (the note's length) live in the field descriptions and in
+:func:`parse_traverse_reply`. A reply that is not a JSON object, has
 missing, extra or mistyped fields, a score outside 0..1 or a note over the limit is a
 :class:`BadReply` (its message names the field and the limit, never quotes the reply). Proposed
 ids that are not children of the document are dropped, not refused: a model guessing a link is
@@ -27,7 +28,7 @@ from typing import Any, Mapping, Optional
 from .base import PathContext, Proposal
 
 SCHEMA_NAME = "traverse_decision"
-REPLY_ATTEMPTS = 3  # a bad reply is asked again at most twice, then the step fails
+REPLY_ATTEMPTS = 3  # a bad reply is asked again at most twice, then the traversal is a dead end
 REASON_CHARS = 300
 PROPOSAL_REASON_CHARS = 160
 TITLE_CHARS = 120
@@ -89,6 +90,15 @@ def traverse_schema(children: list[str], max_proposals: int, max_note_chars: int
 def response_format(schema: dict) -> dict:
     """The chat completions ``response_format`` that asks for ``schema``."""
     return {"type": "json_schema", "json_schema": {"name": SCHEMA_NAME, "strict": True, "schema": schema}}
+
+
+def response_formats(schema: dict) -> list[dict]:
+    """The ways to ask for ``schema``, most standard first; the agent steps down one when a
+    server refuses a request (HTTP 400/422) and remembers where it got: ``json_schema``
+    (OpenAI, vLLM, llama.cpp's llama-server, Ollama), ``json_object`` with a ``schema``
+    (llama-cpp-python's server, which constrains its output to it with a grammar), then a
+    plain ``json_object``."""
+    return [response_format(schema), {"type": "json_object", "schema": schema}, {"type": "json_object"}]
 
 
 def format_refused(error: str) -> bool:

@@ -86,10 +86,12 @@ class TraverseNode(StepKind):
         evidence.append({"doc": doc, "title": title, "via": path.relation or (implied[-1].relation if implied else "") or ""})
         uri = io.put_output({**io.base, "doc": doc, "title": title, "found": d.found,
                              "score": round(d.score, 4), "snippet": d.snippet, "reason": d.reason, "note": d.note,
-                             "path": evidence, "next": [p.doc_id for p in proposals],
+                             "path": evidence, "next": [p.doc_id for p in proposals], "rejected": d.rejected,
                              "proposals": [{"doc": p.doc_id, "via": p.relation, "why": p.reason} for p in proposals],
                              "tokens": d.usage.tokens})
-        if d.found:
+        if d.rejected:  # the model never gave a valid reply: a dead end that says why
+            decision = clip(f"dead end: {d.rejected}", 200)
+        elif d.found:
             decision = f"found ({d.score:.2f})"
         elif proposals:
             decision = f"not an answer ({d.score:.2f})"
