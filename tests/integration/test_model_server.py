@@ -29,18 +29,19 @@ from support.runs import apply, assert_budgets_hold, assert_jobs_match_lineage, 
 
 # Worded so that this 135M model calls it deep (it calls most questions simple): the run must traverse.
 QUERY = "Deep question: how are quantum computing, machine learning and their limits related?"
-BUDGET = {"maxAgents": 2, "maxDepth": 2, "maxFanoutPerNode": 1, "maxSteps": 12, "maxParallel": 2,
+# One seed and its child: deep, but few model calls (a reply takes 15-70 s on two loaded cores).
+BUDGET = {"maxAgents": 1, "maxDepth": 2, "maxFanoutPerNode": 1, "maxSteps": 12, "maxParallel": 2,
           "maxTokens": 40000, "maxCostUSD": 0.5, "deadlineSeconds": 1500}
 PRICE = 0.001  # USD per 1k tokens: the cost budget has numbers to check
 DEAD_END = f"dead end: the model's reply was rejected {REPLY_ATTEMPTS} times"
 
 
-def searchrun(server: ModelServer, name: str, **agent) -> dict:
+def searchrun(server: ModelServer, name: str, budget: dict | None = None, **agent) -> dict:
     return {"apiVersion": "searchrun.dev/v1alpha1", "kind": "SearchRun", "metadata": {"name": name},
             "spec": {"query": QUERY, "corpus": {"uri": "builtin:sample"},
                      "agent": {"type": "openai", "baseURL": server.base_url, "model": server.model,
                                "costPer1kTokensUSD": PRICE, "requestTimeoutSeconds": 600, **agent},
-                     "budget": dict(BUDGET),
+                     "budget": dict(budget or BUDGET),
                      "steps": {"retries": 1, "backoffSeconds": 1, "timeoutSeconds": 1200}}}
 
 
@@ -115,7 +116,8 @@ def test_replies_off_the_schema_are_asked_again_then_a_dead_end(tmp_path, model_
     the traversal is a dead end that says why; the run goes on and completes, and the refused
     replies' tokens are counted (the server's usage, as in every run here)."""
     since = len(model_server.usage_log())
-    r, st = local_run(tmp_path, model_server, searchrun(model_server, "llama-off-schema", maxContextChars=2))
+    budget = {**BUDGET, "maxDepth": 1}  # the seed alone: each refused reply costs a model call
+    r, st = local_run(tmp_path, model_server, searchrun(model_server, "llama-off-schema", budget, maxContextChars=2))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     steps = check_run(st, model_server, since, lambda uri: read_uri(uri), max_note=2)
     dead = [(s, o) for s, o in steps if o.get("rejected")]
@@ -126,7 +128,7 @@ def test_replies_off_the_schema_are_asked_again_then_a_dead_end(tmp_path, model_
     assert any("at most 2 allowed" in s["decision"] for s, _ in dead), [s["decision"] for s, _ in dead]
     answered = [e for e in model_server.usage_log()[since:] if e["status"] == 200]
     assert len(answered) >= 2 + REPLY_ATTEMPTS * len(dead), "intent, seeds, and every refused reply asked of the server"
-    assert_budgets_hold({"spec": {"budget": BUDGET}, "status": st})
+    assert_budgets_hold({"spec": {"budget": budget}, "status": st})
 
 
 # ------------------------------------------------------------------ on the cluster
