@@ -68,7 +68,7 @@ def main() -> int:
     args = ap.parse_args()
     cluster = Cluster()
     work = Path(tempfile.mkdtemp(prefix="searchrun-bench-op-"))
-    s3 = S3Server(cluster.host_ip, free_port(cluster.host_ip), work / "moto.log")
+    s3 = S3Server(cluster.host_ip, free_port(cluster.host_ip), work / "s3-server.log")
     s3.start()
     s3.client().create_bucket(Bucket="searchrun")
     ns = f"srbench-{uuid.uuid4().hex[:6]}"

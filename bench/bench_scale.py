@@ -593,7 +593,7 @@ class Bench:
         self.args = args
         self.cluster = Cluster()
         self.work = Path(tempfile.mkdtemp(prefix="searchrun-bench-scale-"))
-        self.s3 = S3Server(self.cluster.host_ip, free_port(self.cluster.host_ip), self.work / "moto.log")
+        self.s3 = S3Server(self.cluster.host_ip, free_port(self.cluster.host_ip), self.work / "s3-server.log")
         self.kwok = Kwok(self.cluster, self.work, args.pod_ms) if args.mode == "pods" else None
         self.identity: Optional[OperatorIdentity] = None
         self.graph = SyntheticGraph(n_docs=args.docs, branching=20, answer_rate=0.2, seed=7)
@@ -623,7 +623,7 @@ class Bench:
     def other_cpu(self) -> dict[str, float]:
         """CPU seconds of everything else on the machine that the bench touches."""
         out = self.cluster.cpu_seconds()
-        out["S3 (moto)"] = proc_cpu(self.s3.proc.pid)
+        out["S3 server"] = proc_cpu(self.s3.proc.pid)
         out["bench (driver, watch)"] = proc_cpu(os.getpid())
         if self.kwok and self.kwok.proc:
             out["kwok"] = proc_cpu(self.kwok.proc.pid)
@@ -963,7 +963,7 @@ def table(b: Bench, args) -> str:
         row("operator peak RSS", lambda r: f"{r['rss_peak_mib']:.0f} MiB")
         row("CPU by component: operator / API server / etcd / KCM / scheduler / kwok / S3 / bench", lambda r: " / ".join(
             [f"{r['cpu_s']:.0f}"] + [f"{r['cpu_others_s'].get(k, float('nan')):.0f}" for k in (
-                "kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kwok", "S3 (moto)", "bench (driver, watch)")]) + " s")
+                "kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kwok", "S3 server", "bench (driver, watch)")]) + " s")
         row("status bytes per step (largest status)", lambda r: f"{r['status_bytes_per_step']:.0f} ({r['status_bytes_max'] / 1024:.1f} KiB)")
         row("lineage bytes per step (full lineage)", lambda r: f"{r['lineage_bytes_per_step']:.0f}")
         row("runs with the lineage offloaded", lambda r: f"{r['offloaded']}/{r['runs']}")

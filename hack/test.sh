@@ -3,7 +3,8 @@
 #   - Python deps (pinned) into .venv
 #   - the local Kubernetes cluster and the project image: the pytest session brings them up
 #     (hack/local-cluster.sh up, hack/build-images.sh) and stops the cluster it started
-#   - the S3 server (moto, over HTTP) and Prometheus are started by the tests that need them
+#   - the S3 server (SeaweedFS over HTTP, built from its Go module by hack/build-s3-server.sh and
+#     cached; moto only if it cannot be built) and Prometheus are started by the tests that need them
 #   - the model server (llama.cpp via llama-cpp-python, SmolLM2-135M): hack/model-server.sh, run by
 #     the session's fixture, builds its wheel once (about 6 min on 2 idle cores) or takes it from the cache
 #   - chromium (headless) for the report's browser test, installed here when missing (as root)
@@ -28,6 +29,11 @@ if ! command -v chromium >/dev/null && [[ $EUID -eq 0 ]] && command -v apt-get >
   else
     progress_end "$phase" "FAILED (the browser test will say so)"
   fi
+fi
+# Built here so that its phase shows on the console before pytest starts (the session would
+# build it too, on first use); a failure leaves the tests on moto, and the session says so.
+if command -v go >/dev/null && [[ "${SEARCHRUN_S3_SERVER:-seaweedfs}" == seaweedfs ]]; then
+  hack/build-s3-server.sh >/dev/null || progress_note "S3 server: SeaweedFS build failed; the tests fall back to moto"
 fi
 progress_start "pytest session"
 set +e

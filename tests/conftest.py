@@ -1,10 +1,12 @@
 """Shared fixtures. Keep this small; add fixtures in their own sections.
 
-S3: ``s3_server`` runs a REAL S3-compatible server (moto's server mode) as a subprocess over
-HTTP, once per session. Env ``SEARCHRUN_S3_HOST`` overrides the bind host (cluster tests set
-it to an address pods can reach). If the server cannot start, tests using it are skipped,
-unless env ``CI`` is set, in which case they fail. moto keeps its state in memory: after
-``stop()``/``start()`` (same port) every bucket and object is gone.
+S3: ``s3_server`` runs a REAL S3-compatible server as a subprocess over HTTP, once per session:
+SeaweedFS (built once by hack/build-s3-server.sh and cached), or moto's server mode when that
+cannot be had (the console says so and why; ``SEARCHRUN_S3_SERVER=moto`` asks for moto). Env
+``SEARCHRUN_S3_HOST`` overrides the bind host (cluster tests set it to an address pods can reach).
+If no server can start, tests using it are skipped, unless env ``CI`` is set, in which case they
+fail. After ``stop()``/``start()`` (same port) SeaweedFS still has every bucket and object (on
+disk); moto has lost them (``s3_server.persistent`` says which).
 
 Model server: ``model_server`` runs a REAL OpenAI-compatible server (llama.cpp through
 llama-cpp-python, with SmolLM2-135M-Instruct from a PyPI package) on 127.0.0.1 with an API key,
@@ -38,22 +40,23 @@ os.environ.setdefault("SEARCHRUN_CACHE", str(Path.home() / ".cache" / "searchrun
 def pytest_configure(config):
     console.attach(config)
 
-# ------------------------------------------------------------------ S3 (moto server)
+# ------------------------------------------------------------------ S3 (SeaweedFS, or moto)
 
 
 @pytest.fixture(scope="session")
 def s3_server():
     host = os.environ.get("SEARCHRUN_S3_HOST", "127.0.0.1")
-    logdir = Path(tempfile.mkdtemp(prefix="searchrun-moto-"))
+    logdir = Path(tempfile.mkdtemp(prefix="searchrun-s3-"))
     server = None
     try:
-        server = S3Server(host, free_port(host), logdir / "moto_server.log")
+        server = S3Server(host, free_port(host), logdir / "s3-server.log")
         server.start()
     except Exception as e:  # noqa: BLE001 - any failure to start means "no S3 here"
         if server is not None:
             server.stop()
         shutil.rmtree(logdir, ignore_errors=True)
-        reason = f"cannot start moto_server (S3) on {host}: {e}"
+        backend = server.backend if server is not None else "S3 server"
+        reason = f"cannot start {backend} (S3) on {host}: {e}"
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)

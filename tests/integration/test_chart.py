@@ -562,7 +562,7 @@ class HelmRelease:
     def setup(self, timeout: float = 240) -> "HelmRelease":
         c = self.cluster
         host = c.host_ip or "127.0.0.1"
-        self.s3 = S3Server(host, free_port(host), self.workdir / "moto.log")
+        self.s3 = S3Server(host, free_port(host), self.workdir / "s3-server.log")
         self.s3.start()
         self.s3.client().create_bucket(Bucket=BUCKET)
         c.kubectl("create", "namespace", self.namespace)

@@ -30,12 +30,12 @@ NS_PREFIX = "srop-"  # the operator under test watches only these namespaces
 def cluster_s3(cluster):
     """An S3 server on the cluster bridge, so that step pods reach it."""
     host = cluster.host_ip or "127.0.0.1"
-    log = Path(tempfile.mkdtemp(prefix="searchrun-s3-")) / "moto.log"
+    log = Path(tempfile.mkdtemp(prefix="searchrun-s3-")) / "s3-server.log"
     server = S3Server(host, free_port(host), log)
     server.start()
     server.client().create_bucket(Bucket=BUCKET)
     yield server
-    server.stop()
+    server.close()
 
 
 @pytest.fixture(scope="module")

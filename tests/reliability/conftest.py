@@ -1,10 +1,11 @@
 """Fixtures for the reliability suite: the same ``cluster`` as the integration tests, an S3
 server behind a proxy that a test can cut, the operator as a process, and namespaces.
 
-S3: moto's server listens on loopback; step pods and the operator reach it only through a
-``TcpProxy`` on the cluster bridge. ``rel_s3.proxy.down()`` makes S3 unreachable for them
-(connections refused, open ones reset) while moto keeps every bucket and object: the tests check
-what an outage does to a run, not what losing the data does. The tests read S3 directly.
+S3: the S3 server (SeaweedFS, or moto as the fallback: ``support.s3server``) listens on loopback;
+step pods and the operator reach it only through a ``TcpProxy`` on the cluster bridge.
+``rel_s3.proxy.down()`` makes S3 unreachable for them (connections refused, open ones reset) while
+the server keeps every bucket and object: the tests check what an outage does to a run, not what
+losing the data does. The tests read S3 directly.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from support.tcpproxy import TcpProxy
 def rel_s3(cluster):
     host = cluster.host_ip or "127.0.0.1"
     logdir = Path(tempfile.mkdtemp(prefix="searchrun-rel-s3-"))
-    server = S3Server("127.0.0.1", free_port("127.0.0.1"), logdir / "moto.log")
+    server = S3Server("127.0.0.1", free_port("127.0.0.1"), logdir / "s3-server.log")
     server.start()
     server.client().create_bucket(Bucket=BUCKET)
     proxy = TcpProxy(host, ("127.0.0.1", server.port))
@@ -34,7 +35,7 @@ def rel_s3(cluster):
         yield ProxiedS3(server, proxy)
     finally:
         proxy.down()
-        server.stop()
+        server.close()
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ class ProxiedS3:
         return {**self.server.env(), "SEARCHRUN_S3_ENDPOINT_URL": self.endpoint_url}
 
     def client(self):
-        """A client that talks to moto directly (not through the proxy)."""
+        """A client that talks to the S3 server directly (not through the proxy)."""
         return self.server.client()
 
     def keys(self, prefix: str = "") -> list[str]:

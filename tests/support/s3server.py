@@ -1,8 +1,12 @@
-"""A real S3-compatible server (moto's server mode) as a subprocess, over HTTP."""
+"""A real S3-compatible server as a subprocess, over HTTP: SeaweedFS (``weed server -s3``, built
+from its Go module by hack/build-s3-server.sh), or moto's server mode only when that binary
+cannot be had (or ``SEARCHRUN_S3_SERVER=moto`` asks for it); the console line says which."""
 
 from __future__ import annotations
 
 import os
+import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -11,20 +15,43 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from . import seaweedfs
 from .console import say
+
+_announced_backend: set[str] = set()
+
+
+def choose_backend() -> tuple[str, Path | None, str]:
+    """``(backend, weed, why)``: "seaweedfs" with its binary, or "moto" and why not SeaweedFS."""
+    wanted = os.environ.get("SEARCHRUN_S3_SERVER", "seaweedfs")
+    if wanted == "moto":
+        return "moto", None, "SEARCHRUN_S3_SERVER=moto"
+    if wanted != "seaweedfs":
+        raise ValueError(f"SEARCHRUN_S3_SERVER must be 'seaweedfs' or 'moto', not {wanted!r}")
+    weed, why = seaweedfs.weed_binary()
+    return ("seaweedfs", weed, "") if weed else ("moto", None, why)
 
 
 class S3Server:
-    """A moto_server subprocess. ``stop()``/``start()`` reuse the same host and port."""
+    """One S3 server on ``host:port``. ``stop()``/``start()`` reuse the same host and port.
 
-    access_key = "testing"
-    secret_key = "testing"
+    SeaweedFS keeps its buckets and objects on disk (a folder beside ``log_path``), so they
+    survive a restart, as on any real server; moto keeps them in memory and loses them
+    (``persistent`` says which)."""
+
+    access_key = "searchrun-tests"
     region = "us-east-1"
 
     def __init__(self, host: str, port: int, log_path: Path):
         self.host = host
         self.port = port
         self.log_path = log_path
+        self.backend, self._weed, self.fallback_reason = choose_backend()
+        self.persistent = self.backend == "seaweedfs"
+        # moto accepts any key; SeaweedFS checks every request's signature against this one
+        self.secret_key = secrets.token_hex(20) if self.persistent else "testing"
+        self.data_dir = log_path.parent / f"seaweedfs-{port}"
+        self._ports: dict[str, int] = {}
         self.proc: subprocess.Popen | None = None
         self._client = None
         self._announced = False
@@ -57,11 +84,21 @@ class S3Server:
             region_name=self.region,
             aws_access_key_id=self.access_key,
             aws_secret_access_key=self.secret_key,
-            config=Config(s3={"addressing_style": "path"}),
+            config=Config(s3={"addressing_style": "path"}, request_checksum_calculation="when_required",
+                          response_checksum_validation="when_required"),
         )
         return self._client
 
     def _command(self) -> list[str]:
+        if self.backend == "seaweedfs":
+            if not self._ports:  # chosen once: a restart listens where the first start did
+                names = ("master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc")
+                self._ports = {n: free_port(seaweedfs.LOOPBACK) for n in names}
+                self._ports["s3_grpc"] = free_port(self.host)
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            config = self.data_dir / "s3-identities.json"
+            seaweedfs.write_identities(config, self.access_key, self.secret_key)
+            return seaweedfs.server_command(self._weed, self.data_dir, config, self.host, self.port, self._ports)
         exe = Path(sys.executable).with_name("moto_server")
         if exe.exists():
             return [str(exe), "-H", self.host, "-p", str(self.port)]
@@ -71,55 +108,84 @@ class S3Server:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 90.0) -> None:
         if self.running:
             return
-        env = dict(os.environ)
-        env.pop("MOTO_CALL_RESET_API", None)
+        if self.backend == "seaweedfs":
+            env, cwd = seaweedfs.server_env(), None
+        else:
+            env, cwd = dict(os.environ), None
+            env.pop("MOTO_CALL_RESET_API", None)
+        command = self._command()
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                self._command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
-            )
+            self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         env=env, cwd=self.data_dir if self.backend == "seaweedfs" else cwd)
         t0 = time.monotonic()
         deadline = t0 + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"moto_server exited with {self.proc.returncode}: {self._log_tail()}")
-            try:
-                with urllib.request.urlopen(self.endpoint_url + "/moto-api/", timeout=1) as r:
-                    if r.status < 500:
-                        return self._up(t0)
-            except urllib.error.HTTPError as e:
-                if e.code < 500:
-                    return self._up(t0)
-            except (OSError, urllib.error.URLError):
-                pass
-            time.sleep(0.1)
+                raise RuntimeError(f"{self.backend} exited with {self.proc.returncode}: {self._log_tail()}")
+            if self._ready():
+                return self._up(t0)
+            time.sleep(0.2)
         self.stop()
-        raise RuntimeError(f"moto_server did not answer on {self.endpoint_url} within {timeout}s: {self._log_tail()}")
+        raise RuntimeError(f"{self.backend} did not answer on {self.endpoint_url} within {timeout}s: {self._log_tail()}")
+
+    def _ready(self) -> bool:
+        """Ready for writes: SeaweedFS's master hands out a file id (a volume is writable) and
+        the S3 gateway answers a signed request; moto answers its own API."""
+        if self.backend == "moto":
+            return _http_ok(self.endpoint_url + "/moto-api/")
+        if not _http_ok(f"http://{seaweedfs.LOOPBACK}:{self._ports['master']}/dir/assign", expect=b'"fid"'):
+            return False
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client().list_buckets()
+            return True
+        except (BotoCoreError, ClientError):
+            return False
 
     def _up(self, t0: float) -> None:
         if not self._announced:  # the first start only: some tests restart it many times
             self._announced = True
-            say(f"S3 server (moto) up at {self.endpoint_url} in {time.monotonic() - t0:.1f} s")
+            say(f"S3 server ({self.backend}) up at {self.endpoint_url} in {time.monotonic() - t0:.1f} s")
+            if self.fallback_reason and self.backend not in _announced_backend:
+                _announced_backend.add(self.backend)
+                say(f"S3 server: moto instead of SeaweedFS: {self.fallback_reason}")
 
     def stop(self) -> None:
-        """Stop the server (by its own pid). State is lost: moto keeps it in memory."""
+        """Stop the server (by its own pid). SeaweedFS keeps its data for the next start()."""
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
         proc.terminate()
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+    def close(self) -> None:
+        """Stop the server and delete its data (the end of the fixture that started it)."""
+        self.stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def _log_tail(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")[-800:]
         except OSError:
             return "(no log)"
+
+
+def _http_ok(url: str, expect: bytes = b"") -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status < 500 and expect in r.read()
+    except urllib.error.HTTPError as e:
+        return e.code < 500 and not expect
+    except (OSError, urllib.error.URLError):
+        return False
 
 
 def free_port(host: str) -> int:
