@@ -71,7 +71,7 @@ def server_command(weed: Path, data_dir: Path, config: Path, host: str, port: in
         "-master.peers=none", "-master.telemetry=false", "-master.volumeSizeLimitMB=64",
         f"-master.port={p['master']}", f"-master.port.grpc={p['master_grpc']}",
         f"-volume.port={p['volume']}", f"-volume.port.grpc={p['volume_grpc']}",
-        "-volume.max=32", "-volume.preStopSeconds=0",
+        "-volume.max=1000", "-volume.preStopSeconds=0",
         "-filer", f"-filer.port={p['filer']}", f"-filer.port.grpc={p['filer_grpc']}",
         f"-filer.localSocket={data_dir / 'filer.sock'}",
         "-s3", f"-s3.ip.bind={host}", f"-s3.port={port}", f"-s3.port.grpc={p['s3_grpc']}",
@@ -83,5 +83,9 @@ def server_command(weed: Path, data_dir: Path, config: Path, host: str, port: in
 
 
 def server_env() -> dict[str, str]:
-    """The caller's environment without what would configure weed behind the command line."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "WEED_"))}
+    """The caller's environment without what would configure weed behind the command line, and
+    one volume per bucket (each bucket is a collection; the default of 7 would run a session
+    that creates hundreds of buckets out of volumes)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "WEED_"))}
+    env["WEED_MASTER_VOLUME_GROWTH_COPY_1"] = "1"
+    return env
