@@ -21,7 +21,7 @@ CACHE="${SEARCHRUN_CACHE:-$HOME/.cache/searchrun}"
 out="$CACHE/bin/seaweedfs-$SEAWEEDFS_VERSION"
 
 if [[ ! -f "$out/.complete" ]]; then
-  command -v go >/dev/null 2>&1 || { echo "go is not installed (need go >= 1.26 on PATH)" >&2; exit 3; }
+  command -v go >/dev/null 2>&1 || { echo "go is not installed (need go >= 1.26.6 on PATH)" >&2; exit 3; }
   mkdir -p "$out"
   exec 9>"$CACHE/bin/.seaweedfs-build.lock"
   flock 9
