@@ -19,7 +19,7 @@ S3 configuration comes from the environment (see ``s3_client_from_env``):
 ``SEARCHRUN_S3_ENDPOINT_URL`` (or ``AWS_ENDPOINT_URL``), ``AWS_REGION`` / ``AWS_DEFAULT_REGION``
 (default ``us-east-1``) and the standard AWS credential variables (or any other source in
 boto3's default credential chain). Path-style addressing is used so that any S3-compatible
-server (MinIO, moto, Ceph, ...) works.
+server (SeaweedFS, MinIO, moto, Ceph, ...) works.
 """
 
 from __future__ import annotations
