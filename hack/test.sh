@@ -33,7 +33,11 @@ fi
 # Built here so that its phase shows on the console before pytest starts (the session would
 # build it too, on first use); a failure leaves the tests on moto, and the session says so.
 if command -v go >/dev/null && [[ "${SEARCHRUN_S3_SERVER:-seaweedfs}" == seaweedfs ]]; then
-  hack/build-s3-server.sh >/dev/null || progress_note "S3 server: SeaweedFS build failed; the tests fall back to moto"
+  if ! hack/build-s3-server.sh >/dev/null; then
+    progress_note "S3 server: SeaweedFS build failed; the tests fall back to moto"
+    export SEARCHRUN_S3_SERVER=moto  # the session would only try the same build again
+    export SEARCHRUN_S3_MOTO_WHY="hack/build-s3-server.sh failed (log: $SEARCHRUN_CACHE/test-logs/build-s3-server.log)"
+  fi
 fi
 progress_start "pytest session"
 set +e

@@ -25,7 +25,7 @@ def choose_backend() -> tuple[str, Path | None, str]:
     """``(backend, weed, why)``: "seaweedfs" with its binary, or "moto" and why not SeaweedFS."""
     wanted = os.environ.get("SEARCHRUN_S3_SERVER", "seaweedfs")
     if wanted == "moto":
-        return "moto", None, "SEARCHRUN_S3_SERVER=moto"
+        return "moto", None, os.environ.get("SEARCHRUN_S3_MOTO_WHY") or "SEARCHRUN_S3_SERVER=moto"
     if wanted != "seaweedfs":
         raise ValueError(f"SEARCHRUN_S3_SERVER must be 'seaweedfs' or 'moto', not {wanted!r}")
     weed, why = seaweedfs.weed_binary()
