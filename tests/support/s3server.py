@@ -111,15 +111,15 @@ class S3Server:
     def start(self, timeout: float = 90.0) -> None:
         if self.running:
             return
+        command = self._command()
         if self.backend == "seaweedfs":
-            env, cwd = seaweedfs.server_env(), None
+            env, cwd = seaweedfs.server_env(), self.data_dir  # weed reads *.toml from its cwd
         else:
             env, cwd = dict(os.environ), None
             env.pop("MOTO_CALL_RESET_API", None)
-        command = self._command()
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         env=env, cwd=self.data_dir if self.backend == "seaweedfs" else cwd)
+                                         env=env, cwd=cwd)
         t0 = time.monotonic()
         deadline = t0 + timeout
         while time.monotonic() < deadline:
