@@ -72,6 +72,8 @@ class StepRecall:
         if not self.on:
             return starts
         asked = [a for a in starts if a.step_type in CACHEABLE or self.sources]
+        if asked:
+            self.recall()  # built here, not by each lookup thread
         hits = list(io_pool().map(self._lookup, asked)) if len(asked) > 1 else [self._lookup(a) for a in asked]
         by_id = {a.step_id: h for a, h in zip(asked, hits) if h is not None}
         self.answered.update(by_id)
@@ -132,6 +134,7 @@ class StepRecall:
             if o.state == "failed":
                 self.started.pop(sid, None)
         if len(items) > 1:
+            self.recall()
             list(io_pool().map(self._fill, items))
         elif items:
             self._fill(items[0])
