@@ -126,6 +126,9 @@ def live_log(kubeconfig: Optional[str], context: Optional[str], namespace: str, 
         return None
     pod = max(started, key=lambda p: p.metadata.creation_timestamp)
     try:
-        return pod.metadata.name, core.read_namespaced_pod_log(pod.metadata.name, namespace)
+        # raw bytes: with its content preloaded, the client parses a log that looks like JSON and
+        # hands back the Python repr of it
+        resp = core.read_namespaced_pod_log(pod.metadata.name, namespace, _preload_content=False)
+        return pod.metadata.name, resp.data.decode("utf-8", "replace")
     except ApiException:
         return None  # gone between the list and the read
