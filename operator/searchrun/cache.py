@@ -124,13 +124,7 @@ class StepCache:
             saved = int(result.get("tokens", 0))
             src = entry["from"]
             result.update(tokens=0, costUSD=0.0, cachedFrom=src, tokensSaved=saved)
-            rkey = result_key(self.run_uid, action.step_id, action.attempt)
-            try:
-                self.store.put_json(rkey, result)
-            except ArtifactExists:
-                # the same hit, written before the executor crashed (it asks again): the same answer
-                if json.loads(self.store.get_bytes(rkey)).get("cachedFrom") != src:
-                    return None
+            self.store.put_json(result_key(self.run_uid, action.step_id, action.attempt), result)
             reuse = Reuse("cache", str(src["run"]), str(src["step"]), int(src.get("attempt", 1)), saved)
             obs = Observation(action.step_id, action.attempt, "succeeded", result=StepResult.from_dict(result), reused=reuse)
         except (ArtifactError, KeyError, TypeError, ValueError):

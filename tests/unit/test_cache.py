@@ -104,21 +104,6 @@ def test_a_hit_is_written_into_the_new_run_and_spends_no_tokens(tmp_path):
     assert _cache(tmp_path, "run3", mode="Off").lookup(a) is None
 
 
-def test_asking_again_for_a_hit_already_written_gives_it_again(tmp_path):
-    """An executor that crashed after a hit was written asks again for the same attempt: the same
-    answer, not a miss (a miss would start a step whose result.json is already there)."""
-    first, second = _cache(tmp_path, "run1"), _cache(tmp_path, "run2")
-    a = _action()
-    first.fill(a, _commit(first, a, "from-run1", tokens=120))
-    assert second.lookup(a) is not None
-    again = _cache(tmp_path, "run2").lookup(a)
-    assert again is not None and again.reused.run == "run1" and again.result.tokens == 0
-    other = _action(step_id="t0-2")
-    second.store.put_json(step_key("run2", "t0-2", 1, "result.json"), {"decision": "its own"})
-    first.fill(other, _commit(first, other, "x"))
-    assert second.lookup(other) is None  # that attempt committed a result of its own
-
-
 def test_read_only_uses_entries_and_adds_none(tmp_path):
     ro = _cache(tmp_path, "run1", mode="ReadOnly")
     a = _action()

@@ -123,3 +123,36 @@ def test_cache_off_costs_no_lookup(tmp_path, monkeypatch):
     monkeypatch.setattr(step_cache, "make_cache", lambda *a, **k: (_ for _ in ()).throw(AssertionError("looked up")))
     status, jobs, _ = _run(tmp_path, "run1", _spec(tmp_path, mode="Off"))
     assert status.phase == "Succeeded" and jobs["traverse_node"] >= 3
+
+
+def test_an_operator_that_crashed_after_a_hit_finds_the_same_hit_and_creates_no_job(tmp_path):
+    """The hit's result is written and the status says the step is Running; the operator dies before
+    the next pass. The new one (loading that status) is answered by the cache again, no Job: the
+    hit writes the same result.json bytes again, which both stores accept as the same commit."""
+    from searchrun.executors.kube.lineage_store import StepDumps
+
+    _run(tmp_path, "run1", _spec(tmp_path))
+    store = open_store(f"file://{tmp_path}")
+    kube = _Kube(store, SyntheticGraph(200, branching=3, seed=2))
+    spec = _spec(tmp_path)
+
+    def reconciler():
+        r = rec.RunReconciler(kube, kube, OperatorConfig(), "team-a", "run", "run2", events=_Events())
+        r.spec, r.store, r.store_uri = spec, store, f"file://{tmp_path}"
+        return r
+
+    a = reconciler()
+    while not (a.step_recall and a.step_recall.answered):
+        a.reconcile_once()
+    crashed_with = set(a.step_recall.answered)
+    b = reconciler()  # a restart: the status as last patched, nothing in memory
+    b.status = a.status.model_copy(deep=True)
+    b.dumps = StepDumps(b.status)
+    assert all(s.phase == "Running" for s in b.status.steps if s.id in crashed_with)
+    for _ in range(200):
+        d = b.reconcile_once()
+        if d.done:
+            break
+    assert d.status.phase == "Succeeded"
+    assert set(kube.created) == {"aggregate_results", "create_report"}, kube.created
+    assert all(s.cachedFrom is not None and s.cachedFrom.run == "run1" for s in d.status.steps if s.id in crashed_with)
