@@ -8,6 +8,15 @@ import sys
 from . import __version__
 
 
+DEBUG_HELP = (
+    "A run on this machine is read from its store (--store, default ./searchrun-runs). A run on a cluster is "
+    "read when -n, --kubeconfig or --context is given, or when neither --store nor ./searchrun-runs is there "
+    "and a kubeconfig is: RUN is then the SearchRun's name, its tree comes from the status, or from the "
+    "offloaded lineage in the store when the status says so, and a step's log from its pod while the pod "
+    "lives, else from the copy in the store. The store is --store, else the run's own (its spec or status "
+    "names it); S3 is read with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and SEARCHRUN_S3_ENDPOINT_URL.")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="searchrun", description=__doc__)
     ap.add_argument("--version", action="version", version=f"searchrun {__version__}")
@@ -39,19 +48,25 @@ def _build_parser() -> argparse.ArgumentParser:
     imp.add_argument("path")
     imp.add_argument("-o", "--output", help="write the JSON graph here instead of stdout")
 
-    get = sub.add_parser("get", help="print a run as a tree of its steps (like argo get)")
-    get.add_argument("run", metavar="RUN", help="run uid, or its folder <store>/runs/<uid>")
+    get = sub.add_parser("get", help="print a run as a tree of its steps (like argo get)", description=DEBUG_HELP)
+    get.add_argument("run", metavar="RUN", help="a local run's uid or folder <store>/runs/<uid>; on a cluster, the SearchRun's name")
     get.add_argument("-o", "--output", choices=["json", "yaml"], help="print the lineage instead")
-    logs = sub.add_parser("logs", help="print a step's log (stdout and stderr, kept in the store)")
+    logs = sub.add_parser("logs", help="print a step's log (its live pod's, else the copy kept in the store)",
+                          description=DEBUG_HELP)
     logs.add_argument("run", metavar="RUN")
     logs.add_argument("step", metavar="STEP", help="step id, e.g. t0-1")
     logs.add_argument("--attempt", type=int, help="an earlier attempt (default: the last)")
     rerun = sub.add_parser("rerun-step", help="run one step again with its recorded input, into a scratch store, "
-                                              "and print its decision next to the recorded one")
+                                              "and print its decision next to the recorded one", description=DEBUG_HELP)
     rerun.add_argument("run", metavar="RUN")
     rerun.add_argument("step", metavar="STEP")
     for p in (get, logs, rerun):
-        p.add_argument("--store", help="the run's artifact store (file:///dir or s3://bucket/prefix); default ./searchrun-runs")
+        p.add_argument("--store", help="the run's artifact store (file:///dir or s3://bucket/prefix); default ./searchrun-runs; "
+                                       "on a cluster: where the offloaded lineage and the logs of finished pods are read "
+                                       "(default: the run's own store, named by its spec or status)")
+        p.add_argument("-n", "--namespace", help="the SearchRun's namespace on the cluster (default: the kubeconfig context's)")
+        p.add_argument("--kubeconfig", help="the cluster's kubeconfig (default: $KUBECONFIG, ~/.kube/config)")
+        p.add_argument("--context", help="a context of the kubeconfig")
 
     op = sub.add_parser("operator", help="run the Kubernetes operator (kopf)", add_help=False)
     op.set_defaults(passthrough=True)
@@ -91,11 +106,12 @@ def main(argv=None) -> int:
     if args.command in ("get", "logs", "rerun-step"):
         from . import cli_debug
 
+        cluster = cli_debug.Cluster(args.namespace, args.kubeconfig, args.context)
         if args.command == "get":
-            return cli_debug.get_command(args.run, args.store, args.output)
+            return cli_debug.get_command(args.run, args.store, args.output, cluster=cluster)
         if args.command == "logs":
-            return cli_debug.logs_command(args.run, args.step, args.store, args.attempt)
-        return cli_debug.rerun_command(args.run, args.step, args.store)
+            return cli_debug.logs_command(args.run, args.step, args.store, args.attempt, cluster=cluster)
+        return cli_debug.rerun_command(args.run, args.step, args.store, cluster=cluster)
     if args.command == "crd":
         from .crd import crd_yaml
 

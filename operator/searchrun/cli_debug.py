@@ -2,7 +2,7 @@
 
 They read the run's lineage from the store (``--store``; the offloaded lineage of a cluster run,
 a snapshot plus its journal, too), so they work on a run of this machine and on one whose
-artifacts are in S3.
+artifacts are in S3; or, against a cluster, from the SearchRun (``cli_cluster``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Optional, TextIO
 
 import yaml
 
+from . import cli_cluster
 from .api import SearchRunSpec, SearchRunStatus, StepStatus
 from .artifacts import ArtifactError, ArtifactNotFound, ArtifactStore, open_store, read_uri, result_key
 from .engine.planner import Planner
@@ -38,11 +39,24 @@ class DebugError(ValueError):
 
 @dataclass
 class Lineage:
-    store: ArtifactStore
-    store_uri: str
+    store_uri: Optional[str]
     uid: str
     doc: dict
     status: SearchRunStatus
+    cluster: Optional["Cluster"] = None  # a run on a cluster: where its pods are
+    source: str = ""
+    _store: Optional[ArtifactStore] = None
+
+    @property
+    def store(self) -> ArtifactStore:
+        if self._store is None:
+            if not self.store_uri:
+                raise DebugError(f"the artifact store of run {self.name} is unknown (its status names no URI yet): give --store")
+            try:
+                self._store = open_store(self.store_uri)
+            except ValueError as e:
+                raise DebugError(f"--store: {e}") from None
+        return self._store
 
     @property
     def name(self) -> str:
@@ -56,7 +70,40 @@ class Lineage:
                          f"{', ...' if len(self.status.steps) > 12 else ''})")
 
 
-def load(target: str, store_uri: Optional[str]) -> Lineage:
+@dataclass
+class Cluster:
+    """Where to find a run on a cluster (``-n``, ``--kubeconfig``, ``--context``)."""
+    namespace: Optional[str] = None
+    kubeconfig: Optional[str] = None
+    context: Optional[str] = None
+
+    def asked(self) -> bool:
+        return bool(self.namespace or self.kubeconfig or self.context)
+
+
+def on_cluster(target: str, store_uri: Optional[str], cluster: Optional[Cluster]) -> bool:
+    """A cluster when asked for; else the store when one is given (or a run folder, or
+    ./searchrun-runs is here); else the cluster when there is a kubeconfig."""
+    if cluster is None:
+        return False
+    if cluster.asked():
+        return True
+    if store_uri or "/" in target or Path(target).is_dir() or (Path.cwd() / "searchrun-runs").is_dir():
+        return False
+    return cli_cluster.kubeconfig_available()
+
+
+def load_cluster(name: str, store_uri: Optional[str], c: Cluster) -> Lineage:
+    try:
+        ns, doc, status, uri, source = cli_cluster.load_run(name, c.namespace, c.kubeconfig, c.context, store_uri)
+    except cli_cluster.ClusterError as e:
+        raise DebugError(str(e)) from None
+    return Lineage(uri, doc["run"]["uid"], doc, status, Cluster(ns, c.kubeconfig, c.context), source)
+
+
+def load(target: str, store_uri: Optional[str], cluster: Optional[Cluster] = None) -> Lineage:
+    if on_cluster(target, store_uri, cluster):
+        return load_cluster(target, store_uri, cluster)
     try:
         store_uri, uid = find_run(target, store_uri)
         store = open_store(store_uri)
@@ -69,7 +116,7 @@ def load(target: str, store_uri: Optional[str]) -> Lineage:
         status, _, _ = restore_lineage({"lineageURI": store.uri_for(lineage_key(uid))}, read_uri)
     else:
         status = SearchRunStatus.model_validate(doc["status"])
-    return Lineage(store, store_uri, uid, doc, status)
+    return Lineage(store_uri, uid, doc, status, _store=store, source=f"store {store_uri}")
 
 
 # -- get
@@ -121,7 +168,8 @@ def print_get(lin: Lineage, out: TextIO) -> None:
     st = lin.status
     w = lambda line="": print(line, file=out)  # noqa: E731
     w(f"Name:      {lin.name}")
-    w(f"Run:       {lin.uid}   (store {lin.store_uri})")
+    where = f"{lin.cluster.namespace}/{lin.name}, " if lin.cluster else ""
+    w(f"Run:       {lin.uid}   ({where}from {lin.source})")
     w(f"Phase:     {st.phase}   {st.message or ''}")
     w(f"Steps:     {len(st.steps)}   tokens {st.tokens}   cost ${st.costUSD:.4f}"
       + (f"   stopped by {st.stoppedBy}" if st.stoppedBy else ""))
@@ -144,9 +192,10 @@ def print_get(lin: Lineage, out: TextIO) -> None:
           f"{s.tokens:<8}{_result(s):<11}{decision}{'  [' + extra + ']' if extra else ''}")
 
 
-def get_command(target: str, store: Optional[str], output: Optional[str], out: TextIO = sys.stdout) -> int:
+def get_command(target: str, store: Optional[str], output: Optional[str], out: TextIO = sys.stdout,
+                cluster: Optional[Cluster] = None) -> int:
     try:
-        lin = load(target, store)
+        lin = load(target, store, cluster)
     except DebugError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -162,10 +211,22 @@ def get_command(target: str, store: Optional[str], output: Optional[str], out: T
 # -- logs
 
 
+def _stored_log(store: ArtifactStore, run: str, sid: str, att: int, exact: bool) -> str:
+    """The stored log of attempt ``att``; unless ``exact``, of the latest attempt up to it that has
+    one (on a cluster, the pods a Job retries write under the attempt the Job was created for)."""
+    for a in ([att] if exact else range(att, 0, -1)):
+        try:
+            return read_log(store, run, sid, a)
+        except ArtifactNotFound:
+            if exact or a == 1:
+                raise
+    raise ArtifactNotFound(f"no log of {sid}")
+
+
 def logs_command(target: str, step_id: str, store: Optional[str], attempt: Optional[int] = None,
-                 out: TextIO = sys.stdout) -> int:
+                 out: TextIO = sys.stdout, cluster: Optional[Cluster] = None) -> int:
     try:
-        lin = load(target, store)
+        lin = load(target, store, cluster)
         s = lin.step(step_id)
     except DebugError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -179,8 +240,21 @@ def logs_command(target: str, step_id: str, store: Optional[str], attempt: Optio
     if att < 1:
         print(f"error: step {s.id} never started ({s.phase}: {s.message or 'no attempt'})", file=sys.stderr)
         return 1
+    if lin.cluster is not None and src is None and attempt is None:  # the pod while it lives
+        c = lin.cluster
+        live = cli_cluster.live_log(c.kubeconfig, c.context, c.namespace, lin.uid, s)
+        if live is not None:
+            print(f"# the log of pod {c.namespace}/{live[0]} (live)", file=sys.stderr)
+            out.write(live[1])
+            return 0
     try:
-        out.write(read_log(lin.store, run, sid, att))
+        text = _stored_log(lin.store, run, sid, att, exact=attempt is not None)
+        if lin.cluster is not None:
+            print(f"# the copy in the store ({lin.store_uri}): the step's pod is gone", file=sys.stderr)
+        out.write(text)
+    except DebugError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except ArtifactNotFound:
         print(f"error: no log of step {sid} attempt {att} in the store (a step writes it when it ends; "
               "a pod killed before that has none)", file=sys.stderr)
@@ -197,7 +271,9 @@ def logs_command(target: str, step_id: str, store: Optional[str], attempt: Optio
 def recorded_input(lin: Lineage, s: StepStatus) -> dict:
     """The step's input as its entrypoint stored it; else rebuilt from the lineage as the engine built it."""
     ref = s.cachedFrom or s.keptFrom
-    for run, sid, att in ([(ref.run, ref.step, ref.attempt)] if ref else []) + [(lin.uid, s.id, s.attempts)]:
+    tries = [(ref.run, ref.step, ref.attempt)] if ref else []
+    tries += [(lin.uid, s.id, a) for a in range(max(1, s.attempts), 0, -1)]  # a Job's retried pods: the Job's attempt
+    for run, sid, att in tries:
         try:
             return read_input(lin.store, run, sid, max(1, att))
         except (ArtifactError, ValueError):
@@ -208,9 +284,9 @@ def recorded_input(lin: Lineage, s: StepStatus) -> dict:
 
 
 def rerun_command(target: str, step_id: str, store: Optional[str], out: TextIO = sys.stdout,
-                  step_command: Optional[list[str]] = None) -> int:
+                  step_command: Optional[list[str]] = None, cluster: Optional[Cluster] = None) -> int:
     try:
-        lin = load(target, store)
+        lin = load(target, store, cluster)
         s = lin.step(step_id)
         if "spec" not in lin.doc:
             raise DebugError(f"the lineage of run {lin.uid} has no spec (written by an older searchrun)")

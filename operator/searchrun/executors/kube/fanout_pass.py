@@ -24,12 +24,14 @@ from .shared import io_pool
 log = logging.getLogger("searchrun.reconciler")
 
 
-def group_starts(r, d: Decision) -> dict:
-    """Under PerFanout, the group Jobs of ``d`` (name → StartSteps); the grouped steps' ``job``
-    is renamed in the decision and its status, so the lineage names the Job before it exists."""
-    if r.spec is None or r.spec.steps.jobGrouping != "PerFanout" or len(d.start) < 2:
+def group_starts(r, d: Decision, need: set) -> dict:
+    """Under PerFanout, the group Jobs of ``d``'s steps in ``need`` (those that need a Job: name →
+    StartSteps); the grouped steps' ``job`` is renamed in the decision and its status, so the
+    lineage names the Job before it exists."""
+    starts = [a for a in d.start if a.step_id in need]
+    if r.spec is None or r.spec.steps.jobGrouping != "PerFanout" or len(starts) < 2:
         return {}
-    groups = plan_groups(d.start, r.uid)
+    groups = plan_groups(starts, r.uid)
     want = {a.step_id: a for g in groups.values() for a in g}
     if not want:
         return {}

@@ -34,6 +34,7 @@ from .lineage_store import LineageJournal, StepDumps, restore_lineage, restore_s
 from .run_metrics import record_pass
 from .shared import io_pool, shared_store
 from .status_guard import read_record, trusted_status
+from .step_cache import StepRecall
 
 log = logging.getLogger("searchrun.reconciler")
 
@@ -90,6 +91,7 @@ class RunReconciler:
         self.taken: Optional[Decision] = None   # the last decision whose changes were noted
         self.jobs_created: set[tuple[str, int]] = set()  # (step id, attempt) whose Job this process created
         self.jobs_recreated: list = []          # StartSteps whose Job was gone and was created again
+        self.step_recall: Optional[StepRecall] = None  # the step cache (built with the spec)
 
     @property
     def journal_seq(self) -> int:
@@ -318,16 +320,36 @@ class RunReconciler:
                 return
             raise
 
+    # -- the step cache (step_cache.StepRecall): steps answered without a Job
+
+    def _recall(self) -> StepRecall:
+        if self.step_recall is None or self.step_recall.spec is not self.spec:
+            self.step_recall = StepRecall(self.store, self.spec, self.namespace, self.uid)
+        return self.step_recall
+
+    def _answered(self) -> dict[str, Observation]:
+        """The steps the previous pass answered from the cache: observed now, as finished Jobs are."""
+        return self.step_recall.take_answered() if self.step_recall is not None else {}
+
+    def _needing_jobs(self, starts: list) -> list:
+        need = self._recall().answer(starts)
+        if len(need) < len(starts):
+            self.cache.on_change(self.uid)  # wake the daemon: the next pass observes the answered steps
+        return need
+
     def reconcile_once(self) -> Decision:
         t0 = time.perf_counter()
         was_done = self.status is not None and self.status.phase in ("Succeeded", "Failed")
         limits_before = set(self.status.limitsHit) if self.status else set()
         obs, jobs = self.observations()
+        answered = self._answered()
+        obs.update(answered)
         t1 = time.perf_counter()
         d = reconcile(self.spec, self.status, obs, self.clock(), self.uid, complete=self.cache.synced.is_set(),
                       job_namer=job_name)
         metrics.DECISION_SECONDS.observe(time.perf_counter() - t1)
-        groups = group_starts(self, d)  # PerFanout: the steps started together become one Job
+        need = {a.step_id for a in self._needing_jobs(d.start)}  # the rest the step cache answered
+        groups = group_starts(self, d, need)  # PerFanout: the steps started together become one Job
         self.status = d.status
         self._take(d)
         for sid, o in obs.items():
@@ -342,7 +364,7 @@ class RunReconciler:
         # holds the lineage and the status only shows the frontier: its patch goes along with the
         # Jobs, and at most every STATUS_PATCH_SECONDS while the phase stays (the daemon comes back
         # for a patch held back: ``patch_pending``).
-        calls = [partial(self._create_job, a) for a in d.start if a.job not in groups]
+        calls = [partial(self._create_job, a) for a in d.start if a.step_id in need and a.job not in groups]
         calls += [partial(create_group_job, self, name, actions) for name, actions in groups.items()]
         self.patch_pending = False
         if not self.status_points_at_store:
@@ -361,6 +383,7 @@ class RunReconciler:
             calls[0]()
         if self.create_errors:
             self.cache.on_change(self.uid)
+        self._recall().after_pass(d, obs, answered, self.dumps.pos if self.dumps is not None else None)
         for type_, reason, message in merge_events(d.events):
             self.events.post(self, type_, reason, message)
         recreated, self.jobs_recreated = self.jobs_recreated, []
