@@ -51,8 +51,9 @@ def run_ids(store, uid: str) -> list[str]:
     return [uid] + [epoch_run_id(uid, int(e["epoch"])) for e in read_log(store, uid) if e.get("outcome") == RESUMED]
 
 
-def previous_state(store, run_id: str) -> tuple[SearchRunSpec, SearchRunStatus]:
-    """The spec and full lineage an epoch ended with (its final lineage.json and journal)."""
+def previous_state(store, run_id: str, status: Optional[SearchRunStatus] = None) -> tuple[SearchRunSpec, SearchRunStatus]:
+    """The spec and full lineage an epoch ended with (its final lineage.json and journal);
+    ``status``: that lineage, loaded already (only the spec is read then)."""
     key = lineage_key(run_id)
     try:
         doc = json.loads(store.get_bytes(key))
@@ -60,15 +61,17 @@ def previous_state(store, run_id: str) -> tuple[SearchRunSpec, SearchRunStatus]:
         raise ResumeError(f"the run's lineage ({key}) is not in the store: it cannot be resumed") from None
     if "spec" not in doc:
         raise ResumeError(f"the lineage {key} has no spec (written by an older searchrun): it cannot be resumed")
+    if status is not None:
+        return SearchRunSpec.model_validate(doc["spec"]), status
     raw = dict(doc.get("status") or {}, lineageURI=store.uri_for(key))
     # lineage.json and its journal entries lie side by side under the epoch's run prefix
     status, _, _ = restore_lineage(raw, lambda uri: store.get_bytes(run_key(run_id, uri.rsplit("/", 1)[-1])))
     return SearchRunSpec.model_validate(doc["spec"]), status.model_copy(update={"lineageURI": None})
 
 
-def _plan(r, entry: dict, now: datetime) -> tuple[SearchRunStatus, Replay]:
+def _plan(r, entry: dict, now: datetime, before: Optional[SearchRunStatus] = None) -> tuple[SearchRunStatus, Replay]:
     """The fresh status of ``entry``'s epoch and the kept steps' source (raises ResumeError)."""
-    spec_before, before = previous_state(r.store, entry["fromRun"])
+    spec_before, before = previous_state(r.store, entry["fromRun"], before)
     changes = budget_changes(spec_before.budget, r.spec.budget)
     _, fresh = resume(spec_before, before, changes, now, by=entry.get("by"), from_run=entry["fromRun"])
     rec = fresh.resumes[-1]
@@ -119,17 +122,27 @@ def request(r, token: str, by: Optional[str], now: Optional[datetime] = None) ->
         why = f"the run was resumed {MAX_EPOCH} times: create a new SearchRun"
     if why is None:
         try:
-            fresh, replay = _plan(r, entry, now)
+            fresh, replay = _plan(r, entry, now, before=r.status)  # the run as loaded: its epoch's full lineage
         except ResumeError as e:
             why = str(e)
     if why is not None:
-        write_log(r.store, r.uid, entries + [dict(entry, outcome=REFUSED, message=why[:500])])
-        r.events.post(r, "Warning", "RetryRefused", f"retry {token}: {why}")
-        return REFUSED
+        return refuse(r, token, why, entries=entries, entry=entry)
     write_log(r.store, r.uid, entries + [dict(entry, outcome=RESUMED)])  # before acting: a restart knows the epoch
     r.enter_epoch(entry["epoch"], fresh, Recall([replay]))
     _post_resumed(r, fresh)
     return RESUMED
+
+
+def refuse(r, token: str, why: str, entries: Optional[list[dict]] = None, entry: Optional[dict] = None) -> str:
+    """Record retry ``token`` as refused (once) and say why in a Warning event."""
+    entries = read_log(r.store, r.uid) if entries is None else entries
+    if any(e.get("token") == token for e in entries):
+        return REFUSED
+    entry = entry or {"token": token, "epoch": r.epoch + 1, "fromRun": r.run_id,
+                      "at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    write_log(r.store, r.uid, entries + [dict(entry, outcome=REFUSED, message=why[:500])])
+    r.events.post(r, "Warning", "RetryRefused", f"retry {token}: {why}")
+    return REFUSED
 
 
 def _post_resumed(r, fresh: SearchRunStatus) -> None:

@@ -3,8 +3,9 @@ resume (``resumes.request``) and drives it like the daemon does.
 
 kopf does not start a daemon again once it has returned, and a finished run's daemon has; so a
 retry is driven by a task of its own (``handlers.drive``), one per run at a time (``STATE.runs``).
-A token seen while the run is driven is looked at again when that ends. After a restart, a run in
-a resumed epoch is an unfinished run: its daemon drives it.
+A token seen on a finished run that is still driven (its daemon ending) is looked at again when
+that ends; a token on a run still going is refused. After a restart, a run in a resumed epoch is an
+unfinished run: its daemon drives it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 import kopf
 
 from ...api import GROUP, PLURAL, VERSION
-from ...retry import RETRY_ANNOTATION, requested_by, requested_token
+from ...retry import FINISHED, RETRY_ANNOTATION, requested_by, requested_token
 from . import resumes
 from .handlers import STATE, KopfEvents, drive
 from .reconciler import RunReconciler
@@ -47,8 +48,19 @@ def _answered(body) -> bool:
 async def retry_event(type, body, uid, name, namespace, **_) -> None:
     if type == "DELETED" or _answered(body):
         return
-    if uid in STATE.runs:
-        _pending[uid] = (namespace, name)  # driven now (finishing, or just started): looked at after
+    phase = (body.get("status") or {}).get("phase") or "Pending"
+    live = STATE.runs.get(uid)
+    if phase not in FINISHED:
+        # a token on a run still going: admission refuses that, so this is one written at creation or on a
+        # cluster without webhooks. Refused, never acted on when the run ends (its daemon's events come back here).
+        if live is not None and live.store is not None:
+            token = requested_token(body.get("metadata"))
+            why = f"the run was still {phase} when the retry was asked: only a finished run can be retried"
+            await asyncio.get_running_loop().run_in_executor(None, lambda: resumes.refuse(live, token, why))
+            _handled[uid] = token
+        return
+    if live is not None:
+        _pending[uid] = (namespace, name)  # finished, its daemon ending: looked at once it has
         return
     _start(namespace, name, uid)
 
