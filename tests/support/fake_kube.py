@@ -26,8 +26,8 @@ def merge_patch(target, patch):
 
 class FakeKube:
     def __init__(self, store, obj: dict, fails: Callable[[dict], bool] = lambda step: False,
-                 result: Optional[Callable[[dict], dict]] = None):
-        self.store, self.obj, self.fails = store, obj, fails
+                 result: Optional[Callable[[dict], dict]] = None, flaky: Callable[[dict], bool] = lambda step: False):
+        self.store, self.obj, self.fails, self.flaky = store, obj, fails, flaky
         self.result = result or default_result
         self.jobs: dict[str, dict] = {}
         self.created: list[str] = []           # Job names, in creation order (a name twice: a duplicate)
@@ -74,7 +74,9 @@ class FakeKube:
                                      "failed": 1})
         else:
             self.store.put_json(step_key(ctx.run_uid, step["stepId"], step["attempt"], "result.json"), self.result(step))
-            job = dict(body, status={"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1})
+            # flaky: its first pod failed, the second succeeded (both commit under the Job's attempt)
+            job = dict(body, status={"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1,
+                                     "failed": 1 if self.flaky(step) else 0})
         self.jobs[name] = job
         return job
 

@@ -126,10 +126,12 @@ def failed(tmp_path):
     broken = {"on": True}
     store = open_store(f"file://{tmp_path}")
     fake = FakeKube(store, searchrun_object(UID, _spec(tmp_path)),
-                    fails=lambda s: broken["on"] and s["type"] in ("traverse_node", "simple_search"))
+                    fails=lambda s: broken["on"] and s["type"] in ("traverse_node", "simple_search"),
+                    flaky=lambda s: s["type"] == "plan_search")  # its Job succeeded on a second pod
     d = _drive(_reconciler(fake))
     assert d.status.phase == "Failed"
     assert {s.id for s in d.status.steps if s.phase == "Succeeded"} == {"detect", "plan"}
+    assert next(s for s in d.status.steps if s.id == "plan").attempts == 2  # committed under attempt 1
     broken["on"] = False
     fake.obj["metadata"]["annotations"][RETRY_ANNOTATION] = "tok1"
     return fake
@@ -190,3 +192,25 @@ def test_a_budget_stopped_run_goes_on_under_the_raised_budget(tmp_path):
     kept = {s.id for s in d.status.steps if s.keptFrom}
     assert {"detect", "plan", "t0", "t1"} <= kept <= before
     assert set(Counter(fake.created).values()) == {1}
+
+
+def test_a_token_on_a_run_still_going_is_refused_and_recorded(tmp_path):
+    store = open_store(f"file://{tmp_path}")
+    fake = FakeKube(store, searchrun_object(UID, _spec(tmp_path)))
+    r = _reconciler(fake)
+    r.reconcile_once()
+    assert r.status.phase == "Running"
+    assert resumes.request(r, "tok1", None) == resumes.REFUSED
+    assert resumes.request(r, "tok1", None) == resumes.REFUSED  # once
+    log = resumes.read_log(store, UID)
+    assert len(log) == 1 and "still Running" in log[0]["message"]
+    d = _drive(r)
+    assert d.status.phase == "Succeeded" and not d.status.resumes  # and it was not resumed when it ended
+    assert resumes.run_ids(store, UID) == [UID]
+
+
+def test_cleanup_finds_every_epoch(failed):
+    r = _reconciler(failed)
+    resumes.request(r, "tok1", None)
+    _drive(r)
+    assert resumes.run_ids(r.store, UID) == [UID, f"{UID}-r1"]
