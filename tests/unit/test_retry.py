@@ -214,3 +214,28 @@ def test_cleanup_finds_every_epoch(failed):
     resumes.request(r, "tok1", None)
     _drive(r)
     assert resumes.run_ids(r.store, UID) == [UID, f"{UID}-r1"]
+
+
+def test_the_validating_webhook_judges_a_retry_update(monkeypatch):
+    import kopf
+
+    from searchrun.executors.kube import webhooks
+    from searchrun.executors.kube.handlers import STATE
+
+    monkeypatch.setattr(STATE, "config", STATE.config.model_copy(update={"policy": Policy(caps={"maxSteps": 60})}))
+    spec = SearchRunSpec(query="q", budget={"maxSteps": 30}).model_dump(mode="json", exclude_none=True)
+    old = {"metadata": {"annotations": {}}, "spec": spec, "status": {"phase": "Failed"}}
+
+    def update(token=None, steps=30, phase="Failed"):
+        new = {"metadata": {"annotations": {RETRY_ANNOTATION: token} if token else {}},
+               "spec": dict(spec, budget=dict(spec["budget"], maxSteps=steps))}
+        webhooks.validate(body=new, old=dict(old, status={"phase": phase}), operation="UPDATE", warnings=[])
+
+    update("t1", 50)  # a raise with a new token on a finished run
+    update("t1", 30)  # a retry without a raise
+    with pytest.raises(kopf.AdmissionError, match="spec.budget.maxSteps: 100 exceeds the cluster's limit of 60"):
+        update("t1", 100)
+    with pytest.raises(kopf.AdmissionError, match="the run is still Running"):
+        update("t1", 50, phase="Running")
+    with pytest.raises(kopf.AdmissionError, match="immutable"):
+        update(None, 50)  # a budget edit is only admitted with a retry
