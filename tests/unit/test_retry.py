@@ -239,3 +239,14 @@ def test_the_validating_webhook_judges_a_retry_update(monkeypatch):
         update("t1", 50, phase="Running")
     with pytest.raises(kopf.AdmissionError, match="immutable"):
         update(None, 50)  # a budget edit is only admitted with a retry
+
+
+def test_a_load_that_cannot_read_the_store_leaves_the_run_unloaded(failed, monkeypatch):
+    """(Before, the spec stayed set with no status: the next pass planned the run again from nothing.)"""
+    from searchrun.artifacts import ArtifactError
+
+    r = RunReconciler(failed, failed, OperatorConfig(), "ns", "run", UID, EventSink())
+    monkeypatch.setattr(resumes, "read_log", lambda store, uid: (_ for _ in ()).throw(ArtifactError("S3 is down")))
+    with pytest.raises(ArtifactError):
+        r.load()
+    assert r.spec is None and r.status is None  # so the daemon's next pass loads again

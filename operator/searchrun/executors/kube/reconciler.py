@@ -135,6 +135,14 @@ class RunReconciler:
             if self.status.phase not in ("Succeeded", "Failed"):
                 self._fail_invalid(f"spec.artifacts.uri: {e}")
             return True
+        try:
+            self._load_lineage(raw_status)
+        except Exception:
+            self.spec = self.status = None  # not loaded (the store is unreachable?): the next pass loads again
+            raise
+        return True
+
+    def _load_lineage(self, raw_status: dict) -> None:
         resumed = resumes.epoch_of(self)  # the epoch decides which record the status is checked against
         raw_status, restored = trusted_status(raw_status, read_record(self.store, self._lineage_key()),
                                               self.store.uri_for(self._lineage_key()))
@@ -145,7 +153,6 @@ class RunReconciler:
         if self.status is not None:
             self.dumps = StepDumps(self.status)
         resumes.resume_loaded(self, resumed)
-        return True
 
     # -- epochs (a retried run: ``resumes``)
 
