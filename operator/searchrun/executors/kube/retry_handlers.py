@@ -18,7 +18,7 @@ import kopf
 from ...api import GROUP, PLURAL, VERSION
 from ...retry import FINISHED, RETRY_ANNOTATION, requested_by, requested_token
 from . import resumes
-from .handlers import STATE, KopfEvents, drive
+from .handlers import STATE, KopfEvents, _in_pool, drive
 from .reconciler import RunReconciler
 
 log = logging.getLogger("searchrun.operator")
@@ -56,7 +56,7 @@ async def retry_event(type, body, uid, name, namespace, **_) -> None:
         if live is not None and live.store is not None:
             token = requested_token(body.get("metadata"))
             why = f"the run was still {phase} when the retry was asked: only a finished run can be retried"
-            await asyncio.get_running_loop().run_in_executor(None, lambda: resumes.refuse(live, token, why))
+            await _in_pool(asyncio.get_running_loop(), lambda: resumes.refuse(live, token, why))  # (kopf's event context)
             _handled[uid] = token
         return
     if live is not None:
