@@ -48,7 +48,7 @@ def searchrun_cli(cluster, *args: str, timeout: float = 120) -> subprocess.Compl
 def jobs_by_epoch(cluster, ns: str, uid: str) -> dict[str, list[str]]:
     """Job names of the run, grouped by epoch ('r0' for the run as created)."""
     out: dict[str, list[str]] = {}
-    token = job_name(uid, "x")[:-2]  # sr-<uid>-
+    token = job_name(uid, "x")[:-1]  # sr-<uid>-
     for j in run_jobs(cluster, ns, uid):
         rest = j["metadata"]["name"][len(token):]
         epoch = rest.split("-", 1)[0] if rest[:1] == "r" and rest.split("-", 1)[0][1:].isdigit() else "r0"
