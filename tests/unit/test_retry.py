@@ -250,3 +250,12 @@ def test_a_load_that_cannot_read_the_store_leaves_the_run_unloaded(failed, monke
     with pytest.raises(ArtifactError):
         r.load()
     assert r.spec is None and r.status is None  # so the daemon's next pass loads again
+
+
+def test_the_command_refuses_an_unknown_budget_field_before_it_calls_the_api(capsys, tmp_path):
+    from searchrun.cli import main
+
+    assert main(["retry", "some-run", "--budget", "maxJobs=3", "--kubeconfig", str(tmp_path / "none")]) == 2
+    assert "error: --budget maxJobs: not a budget field" in capsys.readouterr().err
+    assert main(["retry", "some-run", "--kubeconfig", str(tmp_path / "none")]) == 2
+    assert f"--kubeconfig {tmp_path / 'none'}" in capsys.readouterr().err
