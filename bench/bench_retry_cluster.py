@@ -101,9 +101,11 @@ def main() -> int:
             run = wait_phase(custom, ns, "retry-1000", args.timeout)
             first = time.monotonic() - t0
             st = run["status"]
-            summary = st.get("lineageSummary") or {}
-            bs.log(f"first run: {st['phase']} in {first:.1f} s, {summary.get('steps', len(st.get('steps') or []))} steps "
-                   f"{summary.get('byPhase')}, {len(driver.jobs)} Jobs")
+            # (byPhase is a merge-patched map: a phase whose count fell to 0 may stay, with its last count)
+            first_summary = st.get("lineageSummary") or {}
+            bs.log(f"first run: {st['phase']} in {first:.1f} s, {first_summary.get('steps')} steps "
+                   f"{first_summary.get('byPhase')}, {len(driver.jobs)} Jobs")
+            run_phase_before = st["phase"]
             driver.failing = False
             jobs_before = set(driver.snapshot())
             api = RetryClient(b.cluster.kubeconfig)
@@ -120,7 +122,7 @@ def main() -> int:
             new_jobs = [n for n in driver.snapshot() if n not in jobs_before]
             summary = st.get("lineageSummary") or {}
             print(f"# bench_retry_cluster ({args.shape}, Jobs from the {args.fail_at}th fail), Kubernetes {b.cluster.version()}")
-            print(f"first run: {first:.1f} s, {len(jobs_before)} Jobs, {summary.get('byPhase')}")
+            print(f"first run: {run_phase_before}, {first:.1f} s, {len(jobs_before)} Jobs, {first_summary.get('byPhase')}")
             print(f"resumed run: {st['phase']}, {summary.get('steps')} steps {summary.get('byPhase')}, {len(new_jobs)} new Jobs, "
                   f"all '-r1-': {all('-r1-' in n for n in new_jobs)}")
             print(f"retry patch -> first new Job (ADDED, seen by a watch): {first_new - t_ask:.2f} s")
