@@ -158,7 +158,7 @@ def cleanup(**_) -> None:
 @kopf.daemon(GROUP, VERSION, PLURAL, id="reconcile", cancellation_timeout=10)
 async def run_daemon(stopped, name, namespace, uid, logger, **_) -> None:
     if uid in STATE.runs:
-        return  # a retry drives the run already (retry.retry_event)
+        return  # a retry drives the run already (retry_handlers.retry_event)
     await drive(RunReconciler(STATE.kube, STATE.cache, STATE.config, namespace, name, uid, KopfEvents()), stopped, logger)
 
 
