@@ -104,7 +104,8 @@ def review(spec: Any, policy: Policy, old_spec: Any = None, clamp: bool = False)
         except ValidationError:
             same = False
         if not same:
-            return Verdict(False, "immutable", "spec is immutable after creation: delete and re-create the SearchRun to change it")
+            return Verdict(False, "immutable", "spec is immutable after creation: delete and re-create the SearchRun to change it "
+                           "(a finished run's spec.budget may be raised with `searchrun retry NAME --budget FIELD=VALUE`)")
     try:
         parsed = SearchRunSpec.model_validate(spec)
     except ValidationError as e:

@@ -1,4 +1,4 @@
-"""``searchrun``: run a SearchRun locally, run one step, print the CRD, import a corpus, run the operator."""
+"""``searchrun``: run a SearchRun locally, run one step, print the CRD, import a corpus, run the operator, retry a cluster run."""
 
 from __future__ import annotations
 
@@ -68,6 +68,16 @@ def _build_parser() -> argparse.ArgumentParser:
         p.add_argument("--kubeconfig", help="the cluster's kubeconfig (default: $KUBECONFIG, ~/.kube/config)")
         p.add_argument("--context", help="a context of the kubeconfig")
 
+    retry = sub.add_parser("retry", help="on a cluster: resume a run that Failed or was stopped by a budget or deadline "
+                                         "(its steps that succeeded are kept)")
+    retry.add_argument("run", metavar="NAME", help="the SearchRun's name")
+    retry.add_argument("-n", "--namespace", help="its namespace (default: the kubeconfig context's)")
+    retry.add_argument("--budget", action="append", metavar="FIELD=VALUE",
+                       help="raise a budget, e.g. --budget maxSteps=60 (repeatable; within the cluster's caps)")
+    retry.add_argument("--kubeconfig", help="the kubeconfig to use (default: $KUBECONFIG or ~/.kube/config)")
+    retry.add_argument("--wait", type=float, default=30.0, metavar="SECONDS",
+                       help="wait this long for the operator's answer (0: do not wait)")
+
     op = sub.add_parser("operator", help="run the Kubernetes operator (kopf)", add_help=False)
     op.set_defaults(passthrough=True)
     return ap
@@ -112,6 +122,10 @@ def main(argv=None) -> int:
         if args.command == "logs":
             return cli_debug.logs_command(args.run, args.step, args.store, args.attempt, cluster=cluster)
         return cli_debug.rerun_command(args.run, args.step, args.store, cluster=cluster)
+    if args.command == "retry":
+        from .cli_retry import retry_command
+
+        return retry_command(args.run, args.namespace, args.budget, args.kubeconfig, args.wait)
     if args.command == "crd":
         from .crd import crd_yaml
 

@@ -71,6 +71,20 @@ def _schema_of(model) -> dict:
     return _structural(raw, defs)
 
 
+def _immutable_but_budget() -> str:
+    """Every spec field but the budget keeps its value (the admission webhook allows a budget
+    change only with a new retry token on a finished run: ``searchrun.retry``)."""
+    parts = []
+    for name, info in api.SearchRunSpec.model_fields.items():
+        if name == "budget":
+            continue
+        if info.is_required():
+            parts.append(f"self.{name} == oldSelf.{name}")
+        else:
+            parts.append(f"has(self.{name}) == has(oldSelf.{name}) && (!has(self.{name}) || self.{name} == oldSelf.{name})")
+    return " && ".join(f"({p})" for p in parts)
+
+
 def spec_schema() -> dict:
     s = _schema_of(api.SearchRunSpec)
     props = s["properties"]
@@ -78,7 +92,8 @@ def spec_schema() -> dict:
     props["agent"]["x-kubernetes-validations"] = api.CEL_AGENT_RULES
     props["corpus"]["x-kubernetes-validations"] = api.CEL_CORPUS_RULES
     s["x-kubernetes-validations"] = [
-        {"rule": "self == oldSelf", "message": "spec is immutable: create a new SearchRun instead of editing this one"},
+        {"rule": _immutable_but_budget(), "message": "spec is immutable but for spec.budget, which a retry may raise "
+                                                     "(searchrun retry): create a new SearchRun to change anything else"},
         *api.CEL_SPEC_RULES,
     ]
     # Nested defaults only apply when the parent object is present: default each parent to

@@ -43,7 +43,7 @@ for _t in step_types():
         STEPS_FINISHED.labels(step_type=_t, outcome=_o)
 for _b in BUDGET_FIELDS:
     BUDGET_EXHAUSTED.labels(budget=_b)
-for _r in ("invalid", "cap", "corpus", "agent", "immutable"):
+for _r in ("invalid", "cap", "corpus", "agent", "immutable", "retry"):
     ADMISSION_REJECTIONS.labels(reason=_r)
 
 

@@ -25,6 +25,7 @@ class FakeOpenAI:
         self.echo_key_models: set[str] = set()   # ... to every request, or to requests for these models
         self.prose_models: set[str] = set()      # answer requests for these models in prose (no JSON object)
         self.error_reply: tuple[int, str] | None = None  # (status, body): every request gets this, as text/html
+        self.refuse: Callable[[str], bool] | None = None  # prompt -> True: answer it with a 400 error (a failing step)
         self._lock = threading.Lock()
         # a scripted model: prompt -> reply (a dict is sent as JSON, a str as is, None: ``answer``)
         self.model: Callable[[str], dict | str | None] | None = None
@@ -73,6 +74,9 @@ class FakeOpenAI:
                     self.send_header("x-request-id", "req-fake-0001")
                     self.end_headers()
                     self.wfile.write(data)
+                    return
+                if fake.refuse is not None and fake.refuse(prompt):
+                    self._send(400, {"error": {"message": "refused by the test", "type": "invalid_request_error"}})
                     return
                 if fake.echo_key_status or body.get("model") in fake.echo_key_models:
                     key = auth.removeprefix("Bearer ")

@@ -119,6 +119,8 @@ class Resume(Model):
     budget: dict[str, list[float]] = Field(default_factory=dict, description="budget fields changed: [old, new]")
     replanned: list[str] = Field(default_factory=list, description="steps that had Failed or were Skipped (first 100)")
     stepsBefore: int = 0
+    token: Optional[str] = Field(default=None, max_length=32, description="cluster: the retry token (metadata.annotations[searchrun.dev/retry]) this resume answered")
+    epoch: Optional[int] = Field(default=None, ge=1, description="cluster: the resumed run's epoch; its Jobs and artifacts are under the run id <uid>-r<epoch>")
 
 
 class SearchRunStatus(Model):

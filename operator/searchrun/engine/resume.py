@@ -32,6 +32,8 @@ def mark_reused(s: StepStatus, reuse: Reuse) -> None:
         s.cachedFrom, s.tokensSaved = ref, reuse.tokens_saved
     else:
         s.keptFrom = ref
+        if reuse.job:  # the step's Job is the one that ran it, not a name of this attempt that was never made
+            s.job = reuse.job
 
 
 def raised_budget(budget: Budget, changes: Mapping[str, str]) -> Budget:

@@ -169,6 +169,7 @@ class Reuse:
     step: str
     attempt: int = 1
     tokens_saved: int = 0
+    job: Optional[str] = None  # kept: the Job (or process) that computed it, named in the lineage
 
 
 @dataclass(frozen=True)

@@ -36,19 +36,31 @@ class Replay:
                 or list(s.parents) != list(action.input.get("parents", []))):
             return None
         origin = s.keptFrom.run if s.keptFrom is not None else self.run_uid  # kept by an earlier resume
-        try:
-            raw = read_committed(self.store, origin, s.id, s.attempts)
-        except ArtifactError:
-            return None
-        obs = committed_observation(action.step_id, action.attempt, raw, attempts=max(s.attempts, action.attempt))
-        if obs.state != "succeeded":
+        found = self._committed(origin, s)
+        if found is None:
             return None  # its commit is gone or damaged: run it again
+        attempt, raw = found
+        obs = committed_observation(action.step_id, action.attempt, raw, attempts=max(s.attempts, action.attempt))
         if s.cachedFrom is not None:  # a cache hit stays one (its tokens are not this run's)
             reuse = Reuse("cache", s.cachedFrom.run, s.cachedFrom.step, s.cachedFrom.attempt, s.tokensSaved or 0)
         else:
-            reuse = Reuse("kept", origin, s.id, s.attempts)
+            reuse = Reuse("kept", origin, s.id, attempt, job=s.job)
         self.kept += 1
         return dataclasses.replace(obs, reused=reuse)
+
+
+    def _committed(self, origin: str, s) -> Optional[tuple[int, bytes]]:
+        """The attempt whose commit succeeded, and its bytes. Locally a step's last attempt made
+        it; a Job's pods all commit under the attempt the Job was made for, while ``attempts``
+        also counts its pod retries: so the last attempt first, then the ones before."""
+        for attempt in range(s.attempts, 0, -1):
+            try:
+                raw = read_committed(self.store, origin, s.id, attempt)
+            except ArtifactError:
+                return None
+            if raw is not None and committed_observation(s.id, attempt, raw).state == "succeeded":
+                return attempt, raw
+        return None
 
 
 def find_run(target: str, store_uri: Optional[str]) -> tuple[str, str]:

@@ -31,7 +31,7 @@ def group_starts(r, d: Decision, need: set) -> dict:
     starts = [a for a in d.start if a.step_id in need]
     if r.spec is None or r.spec.steps.jobGrouping != "PerFanout" or len(starts) < 2:
         return {}
-    groups = plan_groups(starts, r.uid)
+    groups = plan_groups(starts, r.run_id)  # a resumed run's epoch is in the names (retry)
     want = {a.step_id: a for g in groups.values() for a in g}
     if not want:
         return {}
@@ -46,9 +46,9 @@ def group_starts(r, d: Decision, need: set) -> dict:
 
 
 def create_group_job(r, name: str, actions: list) -> None:
-    parts = [split_context(step_context(r.spec, r.uid, r.name, r.store_uri, a).to_json()) for a in actions]
+    parts = [split_context(step_context(r.spec, r.run_id, r.name, r.store_uri, a).to_json()) for a in actions]
     # the steps first, then the Job that names them (the same document again after a crash)
-    uri = r.store.put_json(steps_key(r.uid, name), {"job": name, "steps": [p[1] for p in parts]}, overwrite=True)
+    uri = r.store.put_json(steps_key(r.run_id, name), {"job": name, "steps": [p[1] for p in parts]}, overwrite=True)
     body = build_group_job(name, actions, r.name, r.namespace, r.uid, r.spec, parts[0][0], uri, r.config)
     try:
         r.cache.put(r.kube.create_job(r.namespace, body))
@@ -76,7 +76,7 @@ def create_group_job(r, name: str, actions: list) -> None:
 def group_observations(r, running: dict, seen) -> dict[str, Observation]:
     """Observations of the running steps whose Job is a group Job (those not in ``seen``)."""
     get = getattr(r.cache, "job", None)
-    prefix = job_name(r.uid, GROUP_PREFIX)
+    prefix = job_name(r.run_id, GROUP_PREFIX)
     by_job: dict[str, list[str]] = {}
     for sid, s in running.items():
         if sid not in seen and s.job and s.job.startswith(prefix):

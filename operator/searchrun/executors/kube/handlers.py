@@ -12,7 +12,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import kopf
 from kubernetes import client, config as kconfig
@@ -21,7 +21,7 @@ from kubernetes.client.rest import ApiException
 from ... import metrics
 from ...api import GROUP, PLURAL, VERSION
 from ...artifacts import open_store, run_prefix
-from . import status_guard
+from . import resumes, status_guard
 from .client import KubeClient
 from .config import OperatorConfig
 from .jobwatch import JobCache
@@ -55,6 +55,7 @@ class _State:
     forged: set[str] = set()                # live runs whose status someone else wrote (to verify)
     forged_seen: dict[str, str] = {}        # uid -> digest of the last status restored (restored once)
     restoring: set[str] = set()
+    on_drive_end: Optional[Callable[[str], None]] = None  # retry_handlers: a retry asked while the run was driven
 
 
 STATE = _State()
@@ -156,11 +157,18 @@ def cleanup(**_) -> None:
 
 @kopf.daemon(GROUP, VERSION, PLURAL, id="reconcile", cancellation_timeout=10)
 async def run_daemon(stopped, name, namespace, uid, logger, **_) -> None:
-    cfg = STATE.config
+    if uid in STATE.runs:
+        return  # a retry drives the run already (retry_handlers.retry_event)
+    await drive(RunReconciler(STATE.kube, STATE.cache, STATE.config, namespace, name, uid, KopfEvents()), stopped, logger)
+
+
+async def drive(r: RunReconciler, stopped, logger, start: Optional[Callable[[RunReconciler], bool]] = None) -> None:
+    """A run's passes until it is done: the daemon's body, and a retry's (``retry_handlers``),
+    whose ``start`` acts on the retry once the run is loaded (False: nothing to drive)."""
+    cfg, uid = STATE.config, r.uid
     loop = asyncio.get_running_loop()
     wake = asyncio.Event()
     STATE.wakers[uid] = (loop, wake)
-    r = RunReconciler(STATE.kube, STATE.cache, cfg, namespace, name, uid, KopfEvents())
     STATE.runs[uid] = r
     backoff = 1.0
     # A finished run's daemon returns at once (after a restart, kopf starts one per object).
@@ -172,6 +180,8 @@ async def run_daemon(stopped, name, namespace, uid, logger, **_) -> None:
                         return
                     if r.spec is None:
                         return  # invalid spec: the run was failed with the reason
+                    if start is not None and not await _in_pool(loop, lambda: start(r)):
+                        return
                 wake.clear()
                 if uid in STATE.forged:
                     STATE.forged.discard(uid)
@@ -212,6 +222,8 @@ async def run_daemon(stopped, name, namespace, uid, logger, **_) -> None:
     finally:
         STATE.wakers.pop(uid, None)
         STATE.runs.pop(uid, None)
+        if STATE.on_drive_end is not None:
+            STATE.on_drive_end(uid)
 
 
 async def _until(stopped) -> None:
@@ -292,7 +304,8 @@ def on_delete(spec, uid, namespace, name, logger, **_) -> None:
         return
     uri = (spec.get("artifacts") or {}).get("uri") or STATE.config.artifacts
     try:
-        n = open_store(uri).delete_prefix(run_prefix(uid))
+        store = open_store(uri)
+        n = sum(store.delete_prefix(run_prefix(run_id)) for run_id in reversed(resumes.run_ids(store, uid)))
         logger.info(f"deleted {n} artifact(s) of {namespace}/{name}")
     except Exception as e:
         logger.warning(f"could not delete artifacts: {e}")

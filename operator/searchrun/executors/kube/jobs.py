@@ -8,6 +8,7 @@ from typing import Any, Mapping
 from ...api import API_VERSION, KIND, SearchRunSpec
 from ...endpoint_policy import POLICY_ENV
 from ...engine import Observation, StartStep
+from ...retry import run_epoch
 from ...steps import EXIT_PERMANENT, STEP_ENV
 from ..base import CommittedResult, committed_observation
 from .config import OperatorConfig
@@ -26,9 +27,12 @@ STEP_UID = 65532
 
 def job_name(run_uid: str, step_id: str) -> str:
     """Deterministic Job name from the run's uid and the step path (never user text): a DNS
-    label, so that a re-created decision answers AlreadyExists."""
-    token = "".join(c for c in run_uid.lower() if c in "0123456789abcdef")[:10] or "0"
-    return f"sr-{token}-{step_id}"
+    label, so that a re-created decision answers AlreadyExists. A resumed run's epoch
+    (run id ``<uid>-r<n>``, ``searchrun.retry``) is in the name: ``sr-<uid>-r<n>-<step>``, so a
+    step planned again never meets the Job of the attempt before."""
+    uid, epoch = run_epoch(run_uid)
+    token = "".join(c for c in uid.lower() if c in "0123456789abcdef")[:10] or "0"
+    return f"sr-{token}-r{epoch}-{step_id}" if epoch else f"sr-{token}-{step_id}"
 
 
 def _k8s_backoff_total(retries: int) -> int:

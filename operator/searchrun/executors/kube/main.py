@@ -28,7 +28,7 @@ def main(argv: list[str]) -> int:
     import kopf
 
     from .config import OperatorConfig
-    from . import handlers
+    from . import handlers, retry_handlers  # noqa: F401  (retry_handlers registers the retry handler)
 
     try:
         cfg = OperatorConfig.load(

@@ -25,6 +25,8 @@ from ...api import SearchRunSpec, SearchRunStatus, StepStatus
 from ...artifacts import ArtifactStore, read_uri, result_key
 from ...engine import Decision, Observation, reconcile
 from .. import lineage_document, lineage_needed, step_context
+from ...retry import epoch_run_id
+from . import resumes
 from .client import KubeClient
 from .config import OperatorConfig
 from .events import EventSink, merge_events
@@ -91,6 +93,12 @@ class RunReconciler:
         self.taken: Optional[Decision] = None   # the last decision whose changes were noted
         self.jobs_created: set[tuple[str, int]] = set()  # (step id, attempt) whose Job this process created
         self.jobs_recreated: list = []          # StartSteps whose Job was gone and was created again
+        # A retried run is a new epoch: its artifacts, lineage and Job names come from the run id
+        # <uid>-r<epoch> (``retry``); Jobs keep the SearchRun's uid in their label and owner.
+        self.epoch, self.run_id = 0, uid
+        self.recall = None                      # executors.base.Recall: results found without a Job
+        self.recalled: dict[str, Observation] = {}  # step id -> its recalled result, for the next pass
+        self.metadata: dict = {}                # the SearchRun's metadata at load (its retry annotation)
         self.step_recall: Optional[StepRecall] = None  # the step cache (built with the spec)
 
     @property
@@ -110,6 +118,7 @@ class RunReconciler:
         if obj is None or obj["metadata"]["uid"] != self.uid:
             return False
         raw_status = obj.get("status") or {}
+        self.metadata = obj.get("metadata") or {}
         try:
             self.spec = SearchRunSpec.model_validate(obj.get("spec") or {})
         except Exception as e:
@@ -128,6 +137,15 @@ class RunReconciler:
             if self.status.phase not in ("Succeeded", "Failed"):
                 self._fail_invalid(f"spec.artifacts.uri: {e}")
             return True
+        try:
+            self._load_lineage(raw_status)
+        except Exception:
+            self.spec = self.status = None  # not loaded (the store is unreachable?): the next pass loads again
+            raise
+        return True
+
+    def _load_lineage(self, raw_status: dict) -> None:
+        resumed = resumes.epoch_of(self)  # the epoch decides which record the status is checked against
         raw_status, restored = trusted_status(raw_status, read_record(self.store, self._lineage_key()),
                                               self.store.uri_for(self._lineage_key()))
         if restored:  # someone else wrote the status: the operator's record wins
@@ -136,7 +154,38 @@ class RunReconciler:
         self.status_points_at_store = self.offloaded
         if self.status is not None:
             self.dumps = StepDumps(self.status)
-        return True
+        resumes.resume_loaded(self, resumed)
+
+    # -- epochs (a retried run: ``resumes``)
+
+    def use_epoch(self, epoch: int) -> None:
+        self.epoch, self.run_id = epoch, epoch_run_id(self.uid, epoch)
+        self.journal = LineageJournal(self.run_id)
+
+    def enter_epoch(self, epoch: int, status: SearchRunStatus, recall) -> None:
+        """Go on as epoch ``epoch`` from ``status`` (a resume's fresh status), nothing carried over."""
+        self.use_epoch(epoch)
+        self.status, self.recall, self.recalled = status, recall, {}
+        self.dumps, self.unsynced, self.running_ids, self.taken = StepDumps(status), frozenset(), None, None
+        self.offloaded = self.status_points_at_store = False
+        self.last_patch, self.results, self.unreadable_since, self.create_errors = None, {}, {}, {}
+
+    def _answer_recalled(self, d: Decision) -> None:
+        if self.recall is not None and d.start:
+            kept = list(io_pool().map(self._kept, d.start)) if len(d.start) > 1 else [self._kept(d.start[0])]
+            d.start = [a for a, k in zip(d.start, kept) if not k]
+
+    def _kept(self, a) -> bool:
+        """Whether ``a`` is answered without a Job (a step kept by a resume); its observation goes
+        into the next pass. Asked again after a restart, it answers again: no Job either."""
+        hit = self.recall.lookup(a) if self.recall is not None else None
+        if hit is not None:
+            self.recalled[a.step_id] = hit
+        return hit is not None
+
+    def _recalled(self, running: dict[str, StepStatus]) -> dict[str, Observation]:
+        out, self.recalled = {sid: o for sid, o in self.recalled.items() if sid in running}, {}
+        return out
 
     def _fail_invalid(self, why: str) -> None:
         now = self.clock().strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -152,7 +201,7 @@ class RunReconciler:
         if step_id in self.results:
             return self.results[step_id]
         try:
-            raw = self.store.get_bytes(result_key(self.uid, step_id, attempt))
+            raw = self.store.get_bytes(result_key(self.run_id, step_id, attempt))
         except Exception as e:
             log.warning("%s/%s: cannot read result of %s: %s", self.namespace, self.name, step_id, e)
             return None
@@ -233,6 +282,7 @@ class RunReconciler:
                 msg = self._pod_error(job["metadata"]["name"], failed_pods_only=True)
             obs[sid] = observe_job(job, result, msg)
         obs.update(group_observations(self, running, jobs))  # PerFanout: steps of group Jobs
+        obs.update(self._recalled(running))
         for sid, why in list(self.create_errors.items()):
             if sid in running:
                 obs[sid] = Observation(sid, running[sid].attempts, "failed", message=why, final=True)
@@ -280,7 +330,7 @@ class RunReconciler:
     def write_lineage(self, st: SearchRunStatus) -> str:
         """The full lineage (a snapshot that includes journal entries up to ``journal_seq``)."""
         self._sync(st)
-        doc = lineage_document(self.name, self.uid, self.namespace, self.spec, st.model_copy(update={"steps": []}))
+        doc = lineage_document(self.name, self.run_id, self.namespace, self.spec, st.model_copy(update={"steps": []}))
         return self.journal.write_snapshot(self.store, doc, self.dumps)
 
     def _write_offloaded(self, st: SearchRunStatus, scalars: dict) -> str:
@@ -298,7 +348,7 @@ class RunReconciler:
             self.status_points_at_store = True
 
     def _create_job(self, a) -> None:
-        ctx = step_context(self.spec, self.uid, self.name, self.store_uri, a)
+        ctx = step_context(self.spec, self.run_id, self.name, self.store_uri, a)
         body = build_job(a, self.name, self.namespace, self.uid, self.spec, ctx.to_json(), self.config)
         try:
             self.cache.put(self.kube.create_job(self.namespace, body))
@@ -323,8 +373,8 @@ class RunReconciler:
     # -- the step cache (step_cache.StepRecall): steps answered without a Job
 
     def _recall(self) -> StepRecall:
-        if self.step_recall is None or self.step_recall.spec is not self.spec:
-            self.step_recall = StepRecall(self.store, self.spec, self.namespace, self.uid)
+        if self.step_recall is None or self.step_recall.spec is not self.spec or self.step_recall.uid != self.run_id:
+            self.step_recall = StepRecall(self.store, self.spec, self.namespace, self.run_id)
         return self.step_recall
 
     def _answered(self) -> dict[str, Observation]:
@@ -345,9 +395,10 @@ class RunReconciler:
         answered = self._answered()
         obs.update(answered)
         t1 = time.perf_counter()
-        d = reconcile(self.spec, self.status, obs, self.clock(), self.uid, complete=self.cache.synced.is_set(),
+        d = reconcile(self.spec, self.status, obs, self.clock(), self.run_id, complete=self.cache.synced.is_set(),
                       job_namer=job_name)
         metrics.DECISION_SECONDS.observe(time.perf_counter() - t1)
+        self._answer_recalled(d)  # steps a resume kept: no Job (and no place in a group Job)
         need = {a.step_id for a in self._needing_jobs(d.start)}  # the rest the step cache answered
         groups = group_starts(self, d, need)  # PerFanout: the steps started together become one Job
         self.status = d.status
@@ -381,7 +432,7 @@ class RunReconciler:
                 f.result()
         elif calls:
             calls[0]()
-        if self.create_errors:
+        if self.create_errors or self.recalled:  # come back at once for what is known already
             self.cache.on_change(self.uid)
         self._recall().after_pass(d, obs, answered, self.dumps.pos if self.dumps is not None else None)
         for type_, reason, message in merge_events(d.events):

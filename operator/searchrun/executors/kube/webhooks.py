@@ -7,6 +7,7 @@ import kopf
 from ... import metrics
 from ...admission import review
 from ...api import GROUP, PLURAL, VERSION
+from ...retry import new_retry_token, retry_refusal, spec_to_compare
 from .handlers import STATE
 
 
@@ -18,6 +19,12 @@ def validate(body, old, operation, warnings, subresource=None, **_) -> None:
     # error, not a crash of the view ("The structure is not a dict ...", HTTP 500).
     spec = body.get("spec")
     old_spec = (old or {}).get("spec") if operation == "UPDATE" else None
+    # A retry (a new token in the retry annotation) may raise the budget of a finished run.
+    token = new_retry_token((old or {}).get("metadata"), body.get("metadata")) if operation == "UPDATE" else None
+    if token is not None and (why := retry_refusal(token, (old or {}).get("status"))):
+        metrics.ADMISSION_REJECTIONS.labels(reason="retry").inc()
+        raise kopf.AdmissionError(why, code=422)
+    old_spec = spec_to_compare(old_spec, spec, retry=token is not None)
     verdict = review(dict(spec) if isinstance(spec, dict) else spec, STATE.config.policy,
                      old_spec=dict(old_spec) if isinstance(old_spec, dict) else old_spec)
     if not verdict.allowed:
