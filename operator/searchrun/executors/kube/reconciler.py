@@ -31,6 +31,7 @@ from .events import EventSink, merge_events
 from .fanout_pass import create_group_job, group_observations, group_starts
 from .jobs import A_ATTEMPT, build_job, job_name, job_state, observe_job, pod_error
 from .lineage_store import LineageJournal, StepDumps, restore_lineage, restore_status
+from .queue_metrics import record_handoff
 from .run_metrics import record_pass
 from .shared import io_pool, shared_store
 from .status_guard import read_record, trusted_status
@@ -359,6 +360,7 @@ class RunReconciler:
                 f.result()
         elif calls:
             calls[0]()
+        record_handoff(self.cache, self.uid, obs, jobs, len(d.start))
         if self.create_errors:
             self.cache.on_change(self.uid)
         for type_, reason, message in merge_events(d.events):
