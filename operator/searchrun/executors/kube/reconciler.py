@@ -268,6 +268,7 @@ class RunReconciler:
             full["lineageSummary"] = self.dumps.summary()
             # Keep what is in flight, so `kubectl describe` still shows the frontier.
             full["steps"] = self.dumps.frontier(50)
+            self.dumps.settle()  # the store has the finished steps: held as JSON only from now on
         else:
             full["steps"] = list(self.dumps.dumps)
         full["observedGeneration"] = None
