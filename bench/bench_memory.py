@@ -94,6 +94,7 @@ def main() -> int:
     ap.add_argument("--parallel", type=int, default=100)
     ap.add_argument("--docs", type=int, default=60000)
     ap.add_argument("--top", type=int, default=12, help="source lines to show, by memory held at the end")
+    ap.add_argument("--snapshot-pass", type=int, default=0, help="also show what is held after this pass")
     ap.add_argument("--no-trace", action="store_true", help="no tracemalloc (its own overhead): RSS only")
     args = ap.parse_args()
 
@@ -115,17 +116,27 @@ def main() -> int:
     r.spec, r.store, r.store_uri = spec, store, f"file://{work}"
     t0 = time.monotonic()
     passes = 0
+    per_pass = []  # (peak within the pass, pass, steps, Jobs started)
     while True:
         d = r.reconcile_once()
         passes += 1
         kube.complete_all(cache)
+        if not args.no_trace:
+            per_pass.append((tracemalloc.get_traced_memory()[1], passes, len(d.status.steps), len(d.start)))
+            tracemalloc.reset_peak()
+            if passes == args.snapshot_pass:
+                print(f"held after pass {passes} ({len(d.status.steps)} steps), by line:")
+                for st in tracemalloc.take_snapshot().statistics("lineno")[: args.top]:
+                    f = st.traceback[0]
+                    print(f"  {st.size / 2**20:7.2f} MiB {st.count:8d} blocks  {Path(f.filename).name}:{f.lineno}")
         if d.done:
             break
     wall = time.monotonic() - t0
     peak = held = 0
     snap = None
     if not args.no_trace:
-        held, peak = tracemalloc.get_traced_memory()
+        held = tracemalloc.get_traced_memory()[0]
+        peak = max(p for p, *_ in per_pass)
         snap = tracemalloc.take_snapshot()
         tracemalloc.stop()
     print(f"# bench_memory: {len(d.status.steps)} steps, {passes} passes, {wall:.1f} s, phase {d.status.phase}, "
@@ -133,6 +144,8 @@ def main() -> int:
     print(f"peak RSS (VmHWM) {hwm_mib():.0f} MiB (after imports and the graph: {base:.0f} MiB)")
     if snap is not None:
         print(f"Python allocations: peak {peak / 2**20:.1f} MiB, held at the end {held / 2**20:.1f} MiB")
+        print("passes with the highest peak: " + ", ".join(
+            f"#{n} {p / 2**20:.0f} MiB ({steps} steps, {started} started)" for p, n, steps, started in sorted(per_pass)[-5:][::-1]))
         print(f"\nheld at the end, by line (top {args.top}):")
         for st in snap.statistics("lineno")[: args.top]:
             f = st.traceback[0]

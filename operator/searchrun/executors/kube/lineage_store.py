@@ -20,7 +20,7 @@ from typing import Optional
 
 from ...api import LineageSummary, SearchRunStatus, StepStatus
 from ...artifacts import ArtifactNotFound, ArtifactStore, dump_json, run_key
-from ...engine.settled import settle
+from ...engine.settled import changed_since_settled, settle
 from ..base import lineage_key
 
 JOURNAL_PREFIX = "lineage-journal-"  # beside lineage.json: lineage-journal-00000001.json, ...
@@ -132,13 +132,22 @@ class StepDumps:
             if i is None or i >= n_old:
                 continue  # new (dumped above)
             old = self.dumps[i]
-            if isinstance(old, bytes):
-                continue  # settled: nothing changes it again
+            compact = isinstance(old, bytes)
+            if compact:
+                if not changed_since_settled(steps[i]):
+                    continue  # settled, and not written since: unchanged
+                old = json.loads(old)
             d = _dump_step(steps[i])
             if d == old:
                 continue
-            prev[sid] = old
-            self.dumps[i] = d  # replaced, never changed in place: an earlier patch body keeps the old one
+            if compact and getattr(steps[i], "thawed", True) is None:
+                # a settled step's field written (``expanded``, by its wave): it stays JSON (the
+                # previous dump: what record_pass reads of it)
+                prev[sid] = {k: old[k] for k in ("id", "type", "phase", "expanded") if k in old}
+                self.dumps[i] = dump_json(d)
+            else:
+                prev[sid] = old
+                self.dumps[i] = d  # replaced, never changed in place: an earlier patch body keeps the old one
             n = _json_size(d)
             self.size_sum += n - self.sizes[i]
             self.sizes[i] = n
@@ -171,10 +180,6 @@ class StepDumps:
         self.touched |= keep  # tried again once written
         return len(done)
 
-    def step_dump(self, i: int) -> dict:
-        d = self.dumps[i]
-        return json.loads(d) if isinstance(d, bytes) else d
-
     @property
     def json_size(self) -> int:
         """len(json.dumps(dumps, separators=(",", ":")))"""
@@ -192,10 +197,16 @@ _STEPS_MARK = "searchrun:steps-spliced-here:7f3c0d9e"
 
 
 def _with_steps(data: bytes, steps: list) -> bytes:
-    """``data`` (dump_json of a document whose steps are ``_STEPS_MARK``) with the steps' array."""
+    """``data`` (dump_json of a document whose steps are ``_STEPS_MARK``) with the steps' array:
+    the bytes ``dump_json`` gives for the document with the steps in it."""
     mark = dump_json(_STEPS_MARK)
     assert data.count(mark) == 1, "the steps' mark appears once"
-    array = b"[" + b",".join(s if isinstance(s, bytes) else dump_json(s) for s in steps) + b"]"
+    def one(s) -> bytes:
+        if isinstance(s, tuple):  # a journal entry's [position, step]
+            return b"[%d,%s]" % (s[0], one(s[1]))
+        return s if isinstance(s, bytes) else dump_json(s)
+
+    array = b"[" + b",".join(one(s) for s in steps) + b"]"
     return data.replace(mark, array, 1)
 
 
@@ -236,9 +247,8 @@ class LineageJournal:
         last = self.scalars or {}
         if dumps.unwritten or any(scalars.get(k) != last.get(k) for k in set(scalars) | set(last) if k not in volatile + ("steps",)):
             seq = self.seq + 1
-            entry = {"seq": seq, "status": scalars,
-                     "steps": [[i, dumps.step_dump(i)] for i in sorted(dumps.unwritten)]}
-            data = dump_json(entry)
+            entry = {"seq": seq, "status": scalars, "steps": _STEPS_MARK}
+            data = _with_steps(dump_json(entry), [(i, dumps.dumps[i]) for i in sorted(dumps.unwritten)])
             store.put_bytes(run_key(self.run_uid, f"{JOURNAL_PREFIX}{seq:08d}.json"), data, overwrite=True)
             self.seq, self.journal_bytes = seq, self.journal_bytes + len(data)
             self.scalars = scalars
