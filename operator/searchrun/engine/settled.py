@@ -1,8 +1,8 @@
 """Finished steps, kept compact: a step that has finished is held as its JSON and the few fields
 the engine reads of it on every pass, not as a pydantic model.
 
-A step is *settled* once it is Succeeded, Failed or Skipped and either expanded or held for its
-wave (``planner.expand_waves``). The fields the engine reads of every such step (a child's path
+A step is *settled* while it is Queued (a wave plans thousands at once), and once it is
+Succeeded, Failed or Skipped and either expanded or held for its wave (``planner.expand_waves``). The fields the engine reads of every such step (a child's path
 and the parent's note, the fan-in's answers, a report's inputs, the wave's depths, the index when
 it is rebuilt) are attributes of ``SettledStep``; other fields are read from its JSON (a model
 made for the read and dropped: a held traversal's proposals, when its wave expands it). A write
@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Optional
 
 from ..api import SearchRunStatus, StepStatus
 from .index import index_of
-from .types import P_FAILED, P_SKIPPED, P_SUCCEEDED
+from .types import P_FAILED, P_QUEUED, P_SKIPPED, P_SUCCEEDED
 
 # What the engine reads of finished steps on every pass (kept as attributes; the rest thaws).
 HOT = ("id", "type", "phase", "depth", "doc", "parents", "attempts", "expanded", "found", "output",
@@ -97,7 +97,9 @@ class SettledStep:
 
 
 def is_settled(s, held: Iterable[str] = ()) -> bool:
-    return s.phase in _TERMINAL and (s.expanded or s.phase == P_SKIPPED or s.id in held)
+    """Finished (expanded, or held for its wave), or Queued: not in flight. A wave plans thousands
+    of Queued steps at once; launching one thaws it (its Job name), for its flight."""
+    return s.phase == P_QUEUED or (s.phase in _TERMINAL and (s.expanded or s.phase == P_SKIPPED or s.id in held))
 
 
 def changed_since_settled(s) -> bool:

@@ -187,7 +187,7 @@ class StepDumps:
 
     def frontier(self, n: int = 50) -> list[dict]:
         """The first ``n`` steps in flight, in lineage order."""
-        return [self.dumps[i] for i in heapq.nsmallest(n, self.in_flight)]
+        return [json.loads(d) if isinstance(d, bytes) else d for d in (self.dumps[i] for i in heapq.nsmallest(n, self.in_flight))]
 
     def summary(self) -> dict:
         return LineageSummary(steps=len(self.dumps), byType=dict(self.by_type), byPhase=dict(self.by_phase)).model_dump(mode="json")
