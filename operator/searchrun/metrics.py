@@ -29,6 +29,14 @@ DECISION_SECONDS = Histogram("searchrun_engine_decision_seconds", "Time the engi
                              buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1), registry=REGISTRY)
 RECONCILE_SECONDS = Histogram("searchrun_reconcile_seconds", "Time of one reconcile of a run, API calls included.",
                               buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5), registry=REGISTRY)
+STEP_QUEUE = Histogram("searchrun_step_queue_seconds",
+                       "Time from a step Job's create to its pod created (pod_created), its pod running (pod_running) "
+                       "and the Job complete (complete): the cluster's share of a step.", ["phase"],
+                       buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800), registry=REGISTRY)
+STEP_HANDOFF = Histogram("searchrun_step_handoff_seconds",
+                         "Time from a finished step Job seen by the operator to each Job the pass that applied it created: "
+                         "the operator's share.", buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+                         registry=REGISTRY)
 CACHE_HITS = Counter("searchrun_cache_hits_total", "Steps answered from the step cache (no Job), by step type.", ["step_type"], registry=REGISTRY)
 CACHE_TOKENS_SAVED = Counter("searchrun_cache_tokens_saved_total", "Tokens the cached steps had spent (not spent again).", registry=REGISTRY)
 
@@ -41,6 +49,8 @@ for _t in step_types():
     CACHE_HITS.labels(step_type=_t)
     for _o in ("succeeded", "failed"):
         STEPS_FINISHED.labels(step_type=_t, outcome=_o)
+for _p in ("pod_created", "pod_running", "complete"):  # queue_metrics.QUEUE_PHASES
+    STEP_QUEUE.labels(phase=_p)
 for _b in BUDGET_FIELDS:
     BUDGET_EXHAUSTED.labels(budget=_b)
 for _r in ("invalid", "cap", "corpus", "agent", "immutable", "retry"):

@@ -472,7 +472,12 @@ def test_monitoring_objects():
     assert ep["port"] == metrics["spec"]["ports"][0]["name"] and ep["path"] == "/metrics" and ep["honorLabels"] is True
     rule = one(docs, "PrometheusRule")
     alerts = [r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]]
-    assert alerts == ["SearchRunsFailing", "SearchRunStepsFailing", "SearchRunBudgetExhaustion", "SearchRunStepsStuck"]
+    assert alerts == ["SearchRunsFailing", "SearchRunStepsFailing", "SearchRunBudgetExhaustion", "SearchRunStepsStuck",
+                      "SearchRunStepsWaitOnCluster"]
+    (wait,) = [r for g in rule["spec"]["groups"] for r in g["rules"] if r["alert"] == "SearchRunStepsWaitOnCluster"]
+    assert "searchrun_step_queue_seconds_bucket" in wait["expr"] and "searchrun_step_handoff_seconds_bucket" in wait["expr"]
+    assert "> 10)" in wait["expr"] and "> 20 * histogram_quantile" in wait["expr"] and "[30m]" in wait["expr"]
+    assert wait["for"] == "15m" and wait["labels"]["severity"] == "warning"
     dash = one(docs, "ConfigMap", "-dashboard")
     assert dash["metadata"]["labels"]["grafana_dashboard"] == "1" and dash["metadata"]["namespace"] == "monitoring"
     assert json.loads(dash["data"]["searchrun.json"]) == json.loads((CHART / "files" / "dashboard.json").read_text())

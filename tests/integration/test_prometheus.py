@@ -92,9 +92,10 @@ def test_promtool_check_rules_on_the_rendered_prometheusrule(tmp_path):
     f.write_text(yaml.safe_dump(rule_groups()))
     r = promtool("check", "rules", str(f))
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "SUCCESS: 4 rules found" in r.stdout, r.stdout
+    assert "SUCCESS: 5 rules found" in r.stdout, r.stdout
     names = [a["alert"] for a in alert_rules(rule_groups())]
-    assert names == ["SearchRunsFailing", "SearchRunStepsFailing", "SearchRunBudgetExhaustion", "SearchRunStepsStuck"]
+    assert names == ["SearchRunsFailing", "SearchRunStepsFailing", "SearchRunBudgetExhaustion", "SearchRunStepsStuck",
+                     "SearchRunStepsWaitOnCluster"]
     for a in alert_rules(rule_groups()):
         assert a["labels"]["severity"] and a["annotations"]["summary"] and a["annotations"]["description"]
 
@@ -103,7 +104,8 @@ def test_dashboard_has_the_panels_and_its_queries_are_valid_promql(tmp_path):
     dash = json.loads(DASHBOARD.read_text())
     titles = [p["title"] for p in dash["panels"]]
     for want in ("Fan-out per node", "Active step Jobs", "Depth reached", "Step duration by type (p50, p95)",
-                 "Tokens by namespace", "Cost by namespace", "Admission rejections by reason", "Runs by phase"):
+                 "Tokens by namespace", "Cost by namespace", "Admission rejections by reason", "Runs by phase",
+                 "Steps waiting on the cluster vs the operator (p50)"):
         assert want in titles
     assert len({p["id"] for p in dash["panels"]}) == len(dash["panels"])
     assert all(p["datasource"] == {"type": "prometheus", "uid": "${datasource}"} for p in dash["panels"])
@@ -111,7 +113,8 @@ def test_dashboard_has_the_panels_and_its_queries_are_valid_promql(tmp_path):
     text = json.dumps(dash)
     for metric in ("searchrun_fanout_per_node_bucket", "searchrun_active_jobs", "searchrun_depth_reached_bucket",
                    "searchrun_step_duration_seconds_bucket", "searchrun_tokens_total", "searchrun_cost_usd_total",
-                   "searchrun_admission_rejections_total", "searchrun_runs"):
+                   "searchrun_admission_rejections_total", "searchrun_runs", "searchrun_step_queue_seconds_bucket",
+                   "searchrun_step_handoff_seconds_bucket"):
         assert metric in text
     # every query as a recording rule: promtool parses and type-checks the PromQL
     rules = [{"record": f"dashboard:q{i}", "expr": expr} for i, (_, expr) in enumerate(dashboard_queries())]
@@ -119,6 +122,21 @@ def test_dashboard_has_the_panels_and_its_queries_are_valid_promql(tmp_path):
     f.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
     r = promtool("check", "rules", str(f))
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def _queue_series(queue_s: float, handoff_s: float) -> list[dict]:
+    """Histogram series of searchrun_step_queue_seconds{phase=pod_running} and of
+    searchrun_step_handoff_seconds: 10 observations a minute, each of the given value."""
+    from searchrun import metrics
+
+    def hist(name: str, buckets, value: float, labels: str) -> list[dict]:
+        out = [{"series": f'{name}_bucket{{{labels}le="{le}"}}', "values": f"0+{10 if value <= le else 0}x40"}
+               for le in buckets]
+        out.append({"series": f'{name}_bucket{{{labels}le="+Inf"}}', "values": "0+10x40"})
+        return out
+
+    return (hist("searchrun_step_queue_seconds", metrics.STEP_QUEUE._upper_bounds[:-1], queue_s, 'phase="pod_running",')
+            + hist("searchrun_step_handoff_seconds", metrics.STEP_HANDOFF._upper_bounds[:-1], handoff_s, ""))
 
 
 def test_alerts_fire_on_synthetic_series(tmp_path):
@@ -175,6 +193,30 @@ def test_alerts_fire_on_synthetic_series(tmp_path):
                          "description": "2 step Job(s) are active but no step finished in the last 15m: "
                                         "look for pods that cannot start (image, quota, scheduling)."}}]},
                 ],
+            },
+            {   # the Job controller is throttled: a step waits 30 s for its pod, the operator hands off in 50 ms
+                "interval": "1m",
+                "input_series": _queue_series(queue_s=30, handoff_s=0.05),
+                "alert_rule_test": [
+                    {"eval_time": "8m", "alertname": "SearchRunStepsWaitOnCluster", "exp_alerts": []},  # for: 10m
+                    {"eval_time": "30m", "alertname": "SearchRunStepsWaitOnCluster",
+                     "exp_alerts": [{"exp_labels": {"severity": "info"}, "exp_annotations": {
+                         "summary": "SearchRun steps wait on the cluster, not on the operator",
+                         "description": "The median step Job waited 25s for its pod over the last 15m, more than 10 times "
+                                        "the operator's median hand-off: look at the kube-controller-manager's client limits "
+                                        "(--kube-api-qps, --kube-api-burst, --concurrent-job-syncs), API Priority and "
+                                        "Fairness, quotas or Kueue admission."}}]},
+                ],
+            },
+            {   # pods start in 1.5 s: below minSeconds, however quick the operator
+                "interval": "1m",
+                "input_series": _queue_series(queue_s=1.5, handoff_s=0.01),
+                "alert_rule_test": [{"eval_time": "30m", "alertname": "SearchRunStepsWaitOnCluster", "exp_alerts": []}],
+            },
+            {   # the operator is slow too (a starved operator): its hand-off is not 10 times quicker
+                "interval": "1m",
+                "input_series": _queue_series(queue_s=30, handoff_s=5),
+                "alert_rule_test": [{"eval_time": "30m", "alertname": "SearchRunStepsWaitOnCluster", "exp_alerts": []}],
             },
             {   # steps finish now and then: not stuck
                 "interval": "1m",
@@ -271,6 +313,8 @@ PROM_TEST_VALUES = {
         "stepsFailing": {"ratio": 0, "window": "10m", "for": "0m"},
         "budgetExhaustion": {"threshold": 0, "window": "10m", "for": "0m"},
         "stepsStuck": {"window": f"{STUCK_WINDOW}s", "for": "0m"},
+        # real pods on the one kubelet start in a second or more, the operator hands off in ms
+        "stepsWaitOnCluster": {"ratio": 1, "minSeconds": 0, "window": "10m", "for": "0m"},
     }},
 }
 
@@ -362,7 +406,8 @@ def test_prometheus_scrapes_the_operator_and_every_query_and_alert_has_data(clus
         r = promtool("check", "metrics", input=text)
         assert r.returncode == 0, r.stdout + r.stderr
         for name in ("searchrun_runs", "searchrun_active_jobs", "searchrun_fanout_per_node_bucket",
-                     "searchrun_budget_exhaustions_total", "searchrun_admission_rejections_total"):
+                     "searchrun_budget_exhaustions_total", "searchrun_admission_rejections_total",
+                     "searchrun_step_queue_seconds_bucket", "searchrun_step_handoff_seconds_bucket"):
             assert re.search(rf"^{name}\{{", text, re.M) or re.search(rf"^{name} ", text, re.M), name
     finally:
         prom.stop()

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
 
 from ..corpus import BUILTIN_CORPORA
 from .base import MAX_NOTE_CHARS, MAX_RELATION_CHARS, MAX_REASON_CHARS, Model
@@ -147,3 +147,7 @@ class SearchRunStatus(Model):
     resumes: list[Resume] = Field(default_factory=list, description="each resume of the run, oldest first")
     observedGeneration: Optional[int] = None
 
+    @field_serializer("steps", mode="wrap")
+    def _dump_steps(self, steps, handler):
+        """A large run's finished steps may be held compact (``engine.settled``): dumped as models."""
+        return handler([s if isinstance(s, StepStatus) else s.model() for s in steps])

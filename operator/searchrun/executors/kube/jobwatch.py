@@ -19,6 +19,7 @@ from kubernetes.client.rest import ApiException
 
 from .client import KubeClient
 from .jobs import JOB_SELECTOR, L_RUN, job_state
+from .queue_metrics import QueueClock
 
 log = logging.getLogger("searchrun.jobwatch")
 
@@ -34,6 +35,7 @@ class JobCache:
         self._synced_ns: set = set()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.queue = QueueClock()  # the cluster's share of each Job (searchrun_step_queue_seconds)
 
     def start(self) -> None:
         for ns in self.namespaces:
@@ -55,9 +57,11 @@ class JobCache:
     def forget(self, run_uid: str) -> None:
         with self._lock:
             self._jobs.pop(run_uid, None)
+        self.queue.forget(run_uid)
 
     def put(self, job: dict) -> None:
         """Record a Job we just created, so that the next pass sees it without waiting for the watch."""
+        self.queue.created(job)
         self._apply("ADDED", job)
 
     def _apply(self, kind: str, job: dict) -> Optional[str]:
@@ -70,11 +74,13 @@ class JobCache:
             jobs = self._jobs.setdefault(uid, {})
             if kind == "DELETED":
                 jobs.pop(meta.get("name"), None)
+                self.queue.gone(job)
                 return uid
             old = jobs.get(meta.get("name"))
             if old is not None and int(old["metadata"].get("resourceVersion") or 0) > int(meta.get("resourceVersion") or 0):
                 return None  # an older version than we hold
             job = jobs[meta.get("name")] = _slim(job)
+        self.queue.seen(job)
         if old is not None and _news(old) == _news(job):
             return None
         return uid

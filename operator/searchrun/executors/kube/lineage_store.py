@@ -20,6 +20,7 @@ from typing import Optional
 
 from ...api import LineageSummary, SearchRunStatus, StepStatus
 from ...artifacts import ArtifactNotFound, ArtifactStore, dump_json, run_key
+from ...engine.settled import changed_since_settled, settle
 from ..base import lineage_key
 
 JOURNAL_PREFIX = "lineage-journal-"  # beside lineage.json: lineage-journal-00000001.json, ...
@@ -92,6 +93,7 @@ class StepDumps:
         self.by_type: dict[str, int] = {}
         self.by_phase: dict[str, int] = {}
         self.unwritten: set[int] = set()  # positions changed since the lineage was last written
+        self.touched: set[int] = set()    # positions added or changed since the last ``settle``
         for s in status.steps:
             self._append(s)
 
@@ -104,6 +106,7 @@ class StepDumps:
         self.size_sum += n
         self._count(d, 1)
         self.unwritten.add(i)
+        self.touched.add(i)
         if d["phase"] in _IN_FLIGHT:
             self.in_flight.add(i)
 
@@ -128,11 +131,23 @@ class StepDumps:
             i = self.pos.get(sid)
             if i is None or i >= n_old:
                 continue  # new (dumped above)
-            old, d = self.dumps[i], _dump_step(steps[i])
+            old = self.dumps[i]
+            compact = isinstance(old, bytes)
+            if compact:
+                if not changed_since_settled(steps[i]):
+                    continue  # settled, and not written since: unchanged
+                old = json.loads(old)
+            d = _dump_step(steps[i])
             if d == old:
                 continue
-            prev[sid] = old
-            self.dumps[i] = d  # replaced, never changed in place: an earlier patch body keeps the old one
+            if compact and getattr(steps[i], "thawed", True) is None:
+                # a settled step's field written (``expanded``, by its wave): it stays JSON (the
+                # previous dump: what record_pass reads of it)
+                prev[sid] = {k: old[k] for k in ("id", "type", "phase", "expanded") if k in old}
+                self.dumps[i] = dump_json(d)
+            else:
+                prev[sid] = old
+                self.dumps[i] = d  # replaced, never changed in place: an earlier patch body keeps the old one
             n = _json_size(d)
             self.size_sum += n - self.sizes[i]
             self.sizes[i] = n
@@ -143,7 +158,27 @@ class StepDumps:
             else:
                 self.in_flight.discard(i)
             self.unwritten.add(i)
+            self.touched.add(i)
         return prev
+
+    def settle(self) -> int:
+        """Hold the settled steps among those touched since the last call as their JSON only, here
+        and in the engine's lineage (``engine.settled``): a large run keeps no model and no dict
+        per finished step. Only steps already in the store (not ``unwritten``) are settled."""
+        touched, self.touched = self.touched, set()
+        keep = {i for i in touched if i in self.unwritten}
+
+        def raw_of(i: int) -> Optional[bytes]:
+            if i in self.unwritten:
+                return None
+            d = self.dumps[i]
+            return d if isinstance(d, bytes) else dump_json(d)
+
+        done = settle(self.status, sorted(touched - keep), raw_of)
+        for i in done:
+            self.dumps[i] = self.status.steps[i].json
+        self.touched |= keep  # tried again once written
+        return len(done)
 
     @property
     def json_size(self) -> int:
@@ -152,10 +187,33 @@ class StepDumps:
 
     def frontier(self, n: int = 50) -> list[dict]:
         """The first ``n`` steps in flight, in lineage order."""
-        return [self.dumps[i] for i in heapq.nsmallest(n, self.in_flight)]
+        return [json.loads(d) if isinstance(d, bytes) else d for d in (self.dumps[i] for i in heapq.nsmallest(n, self.in_flight))]
 
     def summary(self) -> dict:
         return LineageSummary(steps=len(self.dumps), byType=dict(self.by_type), byPhase=dict(self.by_phase)).model_dump(mode="json")
+
+
+_STEPS_MARK = "searchrun:steps-spliced-here:7f3c0d9e"
+
+
+def _with_steps(data: bytes, steps: list) -> bytes:
+    """``data`` (dump_json of a document whose steps are ``_STEPS_MARK``) with the steps' array:
+    the bytes ``dump_json`` gives for the document with the steps in it."""
+    mark = dump_json(_STEPS_MARK)
+    assert data.count(mark) == 1, "the steps' mark appears once"
+    def one(s) -> bytes:
+        if isinstance(s, tuple):  # a journal entry's [position, step]
+            return b"[%d,%s]" % (s[0], one(s[1]))
+        return s if isinstance(s, bytes) else dump_json(s)
+
+    head, tail = data.split(mark)
+    parts = [head, b"["]
+    for k, s in enumerate(steps):
+        if k:
+            parts.append(b",")
+        parts.append(one(s))
+    parts += [b"]", tail]
+    return b"".join(parts)  # one copy of the steps' bytes (a 10,000-step lineage is ~12 MB)
 
 
 class LineageJournal:
@@ -176,10 +234,11 @@ class LineageJournal:
 
     def write_snapshot(self, store: ArtifactStore, doc: dict, dumps: StepDumps) -> str:
         """The full lineage: ``doc`` (a lineage document without steps) with ``dumps``' steps,
-        including the journal entries up to ``seq``."""
-        doc["status"]["steps"] = dumps.dumps
+        including the journal entries up to ``seq``. The same bytes as ``dump_json`` of the whole
+        document, spliced from each step's JSON (settled steps are JSON already)."""
+        doc["status"]["steps"] = _STEPS_MARK
         doc["journal"] = {"seq": self.seq}
-        data = dump_json(doc)
+        data = _with_steps(dump_json(doc), dumps.dumps)
         uri = store.put_bytes(self.key, data, overwrite=True)
         self.snapshot_bytes, self.journal_bytes = len(data), 0
         dumps.unwritten.clear()
@@ -194,9 +253,8 @@ class LineageJournal:
         last = self.scalars or {}
         if dumps.unwritten or any(scalars.get(k) != last.get(k) for k in set(scalars) | set(last) if k not in volatile + ("steps",)):
             seq = self.seq + 1
-            entry = {"seq": seq, "status": scalars,
-                     "steps": [[i, dumps.dumps[i]] for i in sorted(dumps.unwritten)]}
-            data = dump_json(entry)
+            entry = {"seq": seq, "status": scalars, "steps": _STEPS_MARK}
+            data = _with_steps(dump_json(entry), [(i, dumps.dumps[i]) for i in sorted(dumps.unwritten)])
             store.put_bytes(run_key(self.run_uid, f"{JOURNAL_PREFIX}{seq:08d}.json"), data, overwrite=True)
             self.seq, self.journal_bytes = seq, self.journal_bytes + len(data)
             self.scalars = scalars

@@ -33,6 +33,7 @@ from .events import EventSink, merge_events
 from .fanout_pass import create_group_job, group_observations, group_starts
 from .jobs import A_ATTEMPT, build_job, job_name, job_state, observe_job, pod_error
 from .lineage_store import LineageJournal, StepDumps, restore_lineage, restore_status
+from .queue_metrics import record_handoff
 from .run_metrics import record_pass
 from .shared import io_pool, shared_store
 from .status_guard import read_record, trusted_status
@@ -319,6 +320,7 @@ class RunReconciler:
             full["lineageSummary"] = self.dumps.summary()
             # Keep what is in flight, so `kubectl describe` still shows the frontier.
             full["steps"] = self.dumps.frontier(50)
+            self.dumps.settle()  # the store has the finished steps: held as JSON only from now on
         else:
             full["steps"] = list(self.dumps.dumps)
         full["observedGeneration"] = None
@@ -432,6 +434,7 @@ class RunReconciler:
                 f.result()
         elif calls:
             calls[0]()
+        record_handoff(self.cache, self.uid, obs, jobs, len(need))  # the steps this pass gave a Job
         if self.create_errors or self.recalled:  # come back at once for what is known already
             self.cache.on_change(self.uid)
         self._recall().after_pass(d, obs, answered, self.dumps.pos if self.dumps is not None else None)

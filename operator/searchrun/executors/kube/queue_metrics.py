@@ -1,0 +1,119 @@
+"""The cluster's share of a step, beside the operator's: how long a step Job waits before its pod
+starts and runs (``searchrun_step_queue_seconds``), and how long the operator takes from a
+finished Job to the Jobs that follow it (``searchrun_step_handoff_seconds``).
+
+Everything is read from the Job watch the operator already keeps (``jobwatch``): no pod watch,
+no extra request. A Job's own timestamps (``creationTimestamp``, ``status.startTime``) have a
+resolution of one second and come from other clocks; the operator instead notes, on its own
+monotonic clock, when it created a Job and when the watch first showed the Job with a pod
+(``status.active``), with a pod ready (``status.ready``, i.e. running: step pods have no
+readiness probe) and finished. Only Jobs this process created are timed (a restarted operator
+does not know when the Jobs it found were created). A pod that finishes within the Job
+controller's status batching may never be seen ready: its ``pod_running`` is not observed, its
+``pod_created`` and ``complete`` are.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable, Iterable, Mapping, Optional
+
+from ... import metrics
+from .jobs import L_RUN, job_state
+
+QUEUE_PHASES = ("pod_created", "pod_running", "complete")
+
+
+def _key(job: Mapping) -> Optional[tuple[str, str]]:
+    meta = job.get("metadata") or {}
+    uid = (meta.get("labels") or {}).get(L_RUN)
+    return (uid, meta.get("name")) if uid else None
+
+
+class QueueClock:
+    """Per Job this process created and is in flight: when it was created and which phases were
+    observed; per such Job finished and not yet applied by its run: when the watch saw it finish.
+    Bounded by the Jobs in flight."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, observe=None):
+        self.clock = clock
+        self.observe = observe or (lambda phase, seconds: metrics.STEP_QUEUE.labels(phase=phase).observe(seconds))
+        self._created: dict[tuple[str, str], tuple[float, set]] = {}
+        self._finished: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+
+    def created(self, job: Mapping) -> None:
+        """The operator created this Job (the API server's answer)."""
+        key = _key(job)
+        if key:
+            with self._lock:
+                self._created.setdefault(key, (self.clock(), set()))
+
+    def seen(self, job: Mapping) -> None:
+        """A version of a Job, from the watch (or a create's answer)."""
+        key = _key(job)
+        if not key:
+            return
+        status = job.get("status") or {}
+        done = job_state(job) != "running"
+        now = self.clock()
+        due = []
+        with self._lock:
+            entry = self._created.get(key)
+            if entry is None:
+                return
+            at, phases = entry
+            if "pod_created" not in phases and (int(status.get("active") or 0) or int(status.get("ready") or 0)
+                                                or int(status.get("succeeded") or 0) or int(status.get("failed") or 0)):
+                phases.add("pod_created")
+                due.append("pod_created")
+            if "pod_running" not in phases and int(status.get("ready") or 0):
+                phases.add("pod_running")
+                due.append("pod_running")
+            if done:
+                del self._created[key]
+                self._finished[key] = now
+                due.append("complete")
+        for phase in due:
+            self.observe(phase, max(0.0, now - at))
+
+    def gone(self, job: Mapping) -> None:
+        key = _key(job)
+        with self._lock:
+            self._created.pop(key, None)
+            self._finished.pop(key, None)
+
+    def forget(self, run_uid: str) -> None:
+        with self._lock:
+            for d in (self._created, self._finished):
+                for key in [k for k in d if k[0] == run_uid]:
+                    del d[key]
+
+    def finished_at(self, run_uid: str, names: Iterable[str]) -> Optional[float]:
+        """The earliest time the watch saw one of these Jobs finish; they are forgotten."""
+        first = None
+        with self._lock:
+            for name in names:
+                t = self._finished.pop((run_uid, name), None)
+                if t is not None and (first is None or t < first):
+                    first = t
+        return first
+
+
+def record_handoff(cache, run_uid: str, observations: Mapping, jobs: Mapping[str, Mapping], started: int) -> None:
+    """After a pass: the operator's share of each Job it created, from the earliest finished Job
+    the pass applied (when the watch saw it finish) to now (the creates done). ``observations``
+    and ``jobs`` by step id, as ``RunReconciler.observations`` returns them."""
+    clock: Optional[QueueClock] = getattr(cache, "queue", None)
+    if clock is None:
+        return
+    finished = [jobs[sid]["metadata"]["name"] for sid, o in observations.items() if o.state != "running" and sid in jobs]
+    if not finished:
+        return
+    first = clock.finished_at(run_uid, finished)
+    if first is None or not started:
+        return
+    seconds = max(0.0, clock.clock() - first)
+    for _ in range(started):
+        metrics.STEP_HANDOFF.observe(seconds)

@@ -1,0 +1,83 @@
+"""An offloaded run keeps its finished steps compact (engine.settled): as their JSON, not as
+pydantic models, and the lineage it writes is the same."""
+
+import json
+
+from searchrun.api import StepStatus
+from searchrun.artifacts import dump_json
+from searchrun.engine.settled import SettledStep, changed_since_settled, settle
+from searchrun.api import SearchRunStatus
+
+
+def _traverse(id="t0-1", **kw):
+    return StepStatus(id=id, type="traverse_node", parents=["t0"], depth=2, doc="d1", phase="Succeeded", attempts=1,
+                      expanded=True, found=True, tokens=30, note="n", via="cites",
+                      proposals=[{"doc": f"d{i}", "via": "cites", "why": "w"} for i in range(20)], **kw)
+
+
+def _raw(s):
+    return dump_json(s.model_dump(mode="json", exclude_none=True))
+
+
+def test_a_settled_step_reads_like_its_model_and_writes_land_in_its_next_dump():
+    m = _traverse()
+    st = SearchRunStatus(steps=[m, StepStatus(id="t0-2", type="traverse_node", phase="Running", attempts=1)])
+    assert settle(st, [0, 1], lambda i: _raw(st.steps[i])) == [0], "a running step is not settled"
+    v = st.steps[0]
+    assert isinstance(v, SettledStep) and isinstance(st.steps[1], StepStatus)
+    for k in ("id", "type", "phase", "depth", "doc", "parents", "found", "tokens", "note", "via", "expanded"):
+        assert getattr(v, k) == getattr(m, k), k
+    assert [p.doc for p in v.proposals] == [f"d{i}" for i in range(20)]  # read from its JSON
+    assert v.model_dump(mode="json", exclude_none=True) == m.model_dump(mode="json", exclude_none=True)
+    assert st.model_dump(mode="json") == SearchRunStatus(steps=[m, st.steps[1]]).model_dump(mode="json")
+    assert not changed_since_settled(v) and v.thawed is None
+
+    v.expanded = False           # a kept field: no model made
+    assert v.thawed is None and changed_since_settled(v)
+    assert v.model_dump(mode="json", exclude_none=True)["expanded"] is False
+    v.message = "why"            # any other field: thawed, and forwarded to from now on
+    assert v.thawed is not None and v.message == "why" and v.model().expanded is False
+    assert v.model_dump(mode="json", exclude_none=True)["message"] == "why"
+    v.expanded = True
+    assert settle(st, [0], lambda i: _raw(st.steps[i].model())) == [0]
+    assert v.thawed is None and v.patched is None and st.steps[0] is v
+    assert json.loads(v.json)["message"] == "why" and v.message == "why"
+
+
+def test_an_offloaded_run_holds_no_model_per_finished_step_and_writes_the_same_lineage(tmp_path):
+    from searchrun.api import SearchRunSpec
+    from searchrun.artifacts import open_store, read_uri
+    from searchrun.executors.kube import reconciler as rec
+    from searchrun.executors.kube.config import OperatorConfig
+    from searchrun.executors.kube.events import EventSink
+    from searchrun.executors.kube.lineage_store import restore_status
+    from support.simulation import SyntheticGraph
+    from test_reconciler_writes import _FakeKube
+
+    store = open_store(f"file://{tmp_path}")
+    fake = _FakeKube(store, SyntheticGraph(3000, branching=10, seed=1))
+    spec = SearchRunSpec(query="q", budget=dict(maxAgents=5, maxDepth=4, maxFanoutPerNode=5, maxSteps=300, maxParallel=10,
+                                                maxTokens=10_000_000, deadlineSeconds=86400),
+                         artifacts={"uri": f"file://{tmp_path}"})
+    r = rec.RunReconciler(fake, fake, OperatorConfig(lineageOffloadBytes=16384), "ns", "run", "abc", events=EventSink())
+    r.spec, r.store, r.store_uri = spec, store, f"file://{tmp_path}"
+    settled_mid_run = 0
+    for _ in range(2000):
+        d = r.reconcile_once()
+        if r.offloaded and not d.done:
+            finished = [s for s in d.status.steps if s.phase in ("Succeeded", "Failed", "Skipped")]
+            settled_mid_run = max(settled_mid_run, sum(isinstance(s, SettledStep) for s in finished))
+            assert all(isinstance(s, SettledStep) for s in finished if s.expanded), \
+                "a finished, expanded step of an offloaded run is no model"
+            assert all(isinstance(r.dumps.dumps[i], bytes) for i, s in enumerate(d.status.steps)
+                       if isinstance(s, SettledStep) and not changed_since_settled(s))
+            assert not any(isinstance(s, SettledStep) and s.thawed is None for s in d.status.steps if s.phase == "Running"), \
+                "a step in flight is its model (launching thaws it)"
+        if d.done:
+            break
+    assert d.status.phase == "Succeeded" and len(d.status.steps) == 300 and settled_mid_run > 100
+    restored, _ = restore_status(fake.patches[-1][1]["status"], read_uri)
+    assert restored.model_dump(mode="json", exclude={"budgetUsed", "budgetRemaining"}) == \
+        d.status.model_dump(mode="json", exclude={"budgetUsed", "budgetRemaining"})
+    lineage = json.loads(read_uri(d.status.lineageURI if d.status.lineageURI else fake.patches[-1][1]["status"]["lineageURI"]))
+    assert lineage["status"]["steps"] == [s.model_dump(mode="json", exclude_none=True) for s in d.status.steps]
