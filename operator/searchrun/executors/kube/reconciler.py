@@ -33,6 +33,7 @@ from .events import EventSink, merge_events
 from .fanout_pass import create_group_job, group_observations, group_starts
 from .jobs import A_ATTEMPT, build_job, job_name, job_state, observe_job, pod_error
 from .lineage_store import LineageJournal, StepDumps, restore_lineage, restore_status
+from .answered import AnsweredSteps
 from .queue_metrics import record_handoff
 from .run_metrics import record_pass
 from .shared import io_pool, shared_store
@@ -63,7 +64,7 @@ def _same_but_the_clock(a: dict, b: Optional[dict]) -> bool:
     return True
 
 
-class RunReconciler:
+class RunReconciler(AnsweredSteps):
     """One run: a pass (``reconcile_once``) observes its Jobs, asks the engine, then writes the
     lineage, the status and the Jobs the engine started, through the injected ``KubeClient``."""
 
@@ -170,23 +171,6 @@ class RunReconciler:
         self.dumps, self.unsynced, self.running_ids, self.taken = StepDumps(status), frozenset(), None, None
         self.offloaded = self.status_points_at_store = False
         self.last_patch, self.results, self.unreadable_since, self.create_errors = None, {}, {}, {}
-
-    def _answer_recalled(self, d: Decision) -> None:
-        if self.recall is not None and d.start:
-            kept = list(io_pool().map(self._kept, d.start)) if len(d.start) > 1 else [self._kept(d.start[0])]
-            d.start = [a for a, k in zip(d.start, kept) if not k]
-
-    def _kept(self, a) -> bool:
-        """Whether ``a`` is answered without a Job (a step kept by a resume); its observation goes
-        into the next pass. Asked again after a restart, it answers again: no Job either."""
-        hit = self.recall.lookup(a) if self.recall is not None else None
-        if hit is not None:
-            self.recalled[a.step_id] = hit
-        return hit is not None
-
-    def _recalled(self, running: dict[str, StepStatus]) -> dict[str, Observation]:
-        out, self.recalled = {sid: o for sid, o in self.recalled.items() if sid in running}, {}
-        return out
 
     def _fail_invalid(self, why: str) -> None:
         now = self.clock().strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -371,23 +355,6 @@ class RunReconciler:
                 log.warning("%s/%s: %s", self.namespace, self.name, why)
                 return
             raise
-
-    # -- the step cache (step_cache.StepRecall): steps answered without a Job
-
-    def _recall(self) -> StepRecall:
-        if self.step_recall is None or self.step_recall.spec is not self.spec or self.step_recall.uid != self.run_id:
-            self.step_recall = StepRecall(self.store, self.spec, self.namespace, self.run_id)
-        return self.step_recall
-
-    def _answered(self) -> dict[str, Observation]:
-        """The steps the previous pass answered from the cache: observed now, as finished Jobs are."""
-        return self.step_recall.take_answered() if self.step_recall is not None else {}
-
-    def _needing_jobs(self, starts: list) -> list:
-        need = self._recall().answer(starts)
-        if len(need) < len(starts):
-            self.cache.on_change(self.uid)  # wake the daemon: the next pass observes the answered steps
-        return need
 
     def reconcile_once(self) -> Decision:
         t0 = time.perf_counter()
