@@ -43,7 +43,13 @@ STEP_ID = r"(detect|plan|simple|aggregate|report|t\d+(-\d+)*)"
 JOB_NAME_RE = re.compile(rf"^sr-[0-9a-f]{{10}}-{STEP_ID}$")
 STEP_ID_RE = re.compile(rf"^{STEP_ID}$")
 STEP_TYPES = {"detect-intent", "simple-search", "plan-search", "traverse-node", "aggregate-results", "create-report"}
-KEY_RE = re.compile(rf"^runs/[0-9a-f-]{{36}}/(lineage\.json|report\.html|report\.json|steps/{STEP_ID}/a[0-9]+/((output|result|input)\.json|log\.txt))$")  # log.txt, input.json: a step's copy for `searchrun logs`
+# What the key builders make: a run's (or a resumed epoch's, <uid>-r<n>) lineage, its journal,
+# report, retry record and PerFanout step documents; each step's files (log.txt, input.json: a
+# step's copy for `searchrun logs`); and step cache entries under the namespace.
+RUN_FILE = rf"lineage\.json|lineage-journal-[0-9]{{8}}\.json|report\.html|report\.json|retries\.json|g-{STEP_ID}(-a[0-9]+)?\.json"
+STEP_FILE = rf"steps/{STEP_ID}/a[0-9]+/((output|result|input)\.json|log\.txt)"
+KEY_RE = re.compile(rf"^(runs/[0-9a-f-]{{36}}(-r[0-9]+)?/({RUN_FILE}|{STEP_FILE})"
+                    rf"|cache/[a-z0-9]([-a-z0-9]*[a-z0-9])?/(detect_intent|plan_search|traverse_node|simple_search)/[0-9a-f]{{64}}/entry\.json)$")
 DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
