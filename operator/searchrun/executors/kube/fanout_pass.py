@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import replace
 
 from kubernetes.client.rest import ApiException
@@ -111,13 +110,7 @@ def group_observations(r, running: dict, seen) -> dict[str, Observation]:
             msg = pod_error(failed[-1]) if failed else ""
             result = r._result(sid, attempt) if state == "succeeded" else None
             if state == "succeeded" and result is None:
-                first = r.unreadable_since.setdefault(sid, time.monotonic())
-                if time.monotonic() - first < r.config.resultWaitSeconds:
-                    obs[sid] = Observation(sid, running[sid].attempts, "running")
-                    continue
-                obs[sid] = Observation(sid, running[sid].attempts, "failed", final=True,
-                                       message=f"the step's result.json could not be read for {r.config.resultWaitSeconds:g}s")
-                del r.unreadable_since[sid]
+                obs[sid] = r.unreadable(sid, running[sid].attempts)
                 continue
             r.unreadable_since.pop(sid, None)
             obs[sid] = observe_index(job, state, sid, attempt, result, len(failed), msg)

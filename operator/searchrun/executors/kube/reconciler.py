@@ -230,6 +230,16 @@ class RunReconciler(AnsweredSteps):
             return {sid: by_id[sid] for sid in self.running_ids}
         return {sid: self.status.steps[pos[sid]] for sid in self.running_ids}
 
+    def unreadable(self, sid: str, attempts: int) -> Observation:
+        """A step whose Job (or index) succeeded but whose result is not readable (S3 down?): still
+        running for up to resultWaitSeconds, then failed."""
+        first = self.unreadable_since.setdefault(sid, time.monotonic())
+        if time.monotonic() - first < self.config.resultWaitSeconds:
+            return Observation(sid, attempts, "running")
+        del self.unreadable_since[sid]
+        return Observation(sid, attempts, "failed", final=True,
+                           message=f"the step's result.json could not be read for {self.config.resultWaitSeconds:g}s")
+
     def observations(self) -> tuple[dict[str, Observation], dict[str, dict]]:
         running = self._running_steps()
         obs: dict[str, Observation] = {}
@@ -249,14 +259,7 @@ class RunReconciler(AnsweredSteps):
             if state == "succeeded":
                 result = fetched[sid] if sid in fetched else self._result(sid, attempt)
             if state == "succeeded" and result is None:
-                # The Job is complete but its result is not readable (S3 down?): wait, within bounds.
-                first = self.unreadable_since.setdefault(sid, time.monotonic())
-                if time.monotonic() - first < self.config.resultWaitSeconds:
-                    obs[sid] = Observation(sid, running[sid].attempts, "running")
-                    continue
-                obs[sid] = Observation(sid, running[sid].attempts, "failed", final=True,
-                                       message=f"the step's result.json could not be read for {self.config.resultWaitSeconds:g}s")
-                del self.unreadable_since[sid]
+                obs[sid] = self.unreadable(sid, running[sid].attempts)
                 continue
             self.unreadable_since.pop(sid, None)
             msg = ""
