@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Optional
 
 from kubernetes import client, config as kconfig
-from kubernetes.client.rest import ApiException
 
 from ...api import GROUP, PLURAL, VERSION
 from ...retry import RETRY_ANNOTATION
+from .client import KubeClient
 
 FIELD_MANAGER = "searchrun-retry"
 
@@ -26,16 +26,12 @@ class RetryClient:
             kconfig.load_incluster_config()
             api = client.ApiClient()
             self.default_namespace = "default"
+        self._kube = KubeClient(api)  # the operator's client layer: the same read of a SearchRun
         self._custom = client.CustomObjectsApi(api)
         self._core = client.CoreV1Api(api)
 
     def get(self, namespace: str, name: str) -> Optional[dict]:
-        try:
-            return self._custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-        except ApiException as e:
-            if e.status == 404:
-                return None
-            raise
+        return self._kube.get_run(namespace, name)
 
     def ask(self, namespace: str, name: str, token: str, budget: dict, resource_version: str) -> dict:
         """Set the retry token (and raise the budget fields in ``budget``) if the run is still at
