@@ -104,8 +104,9 @@ class _IndexedKube:
     index fails, after its retries). ``crash_creates``: the first N creates raise (the operator
     died between its status patch and the create)."""
 
-    def __init__(self, store, fail=(), crash_creates=0):
+    def __init__(self, store, fail=(), crash_creates=0, count_failed=True):
         self.store, self.fail, self.crash_creates = store, set(fail), crash_creates
+        self.count_failed = count_failed  # False: the index shows failed before status.failed counts its pods
         self.jobs: dict[str, dict] = {}
         self.creates: list[str] = []
         self.patches: list[dict] = []
@@ -154,7 +155,7 @@ class _IndexedKube:
             self.store.put_json(step_key(UID, step["stepId"], step["attempt"], "result.json"), r)
             done.append(str(i))
         status = {"completedIndexes": ",".join(done), "failedIndexes": ",".join(failed),
-                  "failed": len(failed) * (body["spec"].get("backoffLimitPerIndex", 0) + 1),
+                  "failed": len(failed) * (body["spec"].get("backoffLimitPerIndex", 0) + 1) if self.count_failed else 0,
                   "conditions": [{"type": "Failed" if failed else "Complete", "status": "True"}]}
         if n == 1:
             status = {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1}
@@ -204,6 +205,15 @@ def test_a_failing_index_fails_its_step_only(tmp_path):
     assert "forced" in steps["t1"].message
     assert all(steps[t].phase == "Succeeded" for t in ("t0", "t2", "t3"))
     assert d.status.phase == "Succeeded"
+
+
+def test_a_failed_index_gets_its_pods_reason_before_the_job_counts_them(tmp_path):
+    """The Job controller can list an index in failedIndexes before status.failed counts its pods
+    (their finalizers go later): the step's message still comes from its failed pod."""
+    fake = _IndexedKube(open_store(f"file://{tmp_path}"), fail={"t1"}, count_failed=False)
+    d = _drive(_reconciler(fake, tmp_path))
+    t1 = next(s for s in d.status.steps if s.id == "t1")
+    assert t1.phase == "Failed" and t1.attempts == 2 and "forced" in t1.message, t1
 
 
 def test_a_crash_between_the_status_patch_and_the_create_makes_the_same_job_once(tmp_path):

@@ -91,7 +91,10 @@ def group_observations(r, running: dict, seen) -> dict[str, Observation]:
         index_of = {sid: i for i, (sid, _) in enumerate(mem)}
         ended = [sid for sid in sids if sid in index_of and states[index_of[sid]] != "running"]
         fails: dict = {}
-        if ended and int((job.get("status") or {}).get("failed") or 0):
+        # The Job controller can show an index failed before it counts the pod in status.failed
+        # (the pod's finalizer is removed later): either one means there are failed pods to read.
+        if ended and (int((job.get("status") or {}).get("failed") or 0)
+                      or any(states[index_of[sid]] == "failed" for sid in ended)):
             try:  # which index's pods failed, and why (one LIST, in a pass where steps of the Job finished)
                 fails = pod_failures(r.kube.job_pods(r.namespace, name))
             except ApiException:
