@@ -5,8 +5,9 @@
 #     (hack/local-cluster.sh up, hack/build-images.sh) and stops the cluster it started
 #   - the S3 server (SeaweedFS over HTTP, built from its Go module by hack/build-s3-server.sh and
 #     cached; moto only if it cannot be built) and Prometheus are started by the tests that need them
-#   - the model server (llama.cpp via llama-cpp-python, SmolLM2-135M): hack/model-server.sh, run by
-#     the session's fixture, builds its wheel once (about 6 min on 2 idle cores) or takes it from the cache
+#   - the model server (llama.cpp via llama-cpp-python, SmolLM2-135M): hack/model-server.sh builds
+#     its wheel once (about 6 min on 2 idle cores) or takes it from the cache; started here in the
+#     background at nice 19 for a whole run, waited for by the session's fixture
 #   - chromium (headless) for the report's browser test, installed here when missing (as root)
 # Builds are cached in $SEARCHRUN_CACHE (default ~/.cache/searchrun, the same as .ci/run).
 # Long phases print "==> " lines (start, every minute, end with the duration) on the console.
@@ -18,6 +19,16 @@ cd "$REPO"
 source hack/lib/progress.sh
 export SEARCHRUN_CACHE="${SEARCHRUN_CACHE:-$HOME/.cache/searchrun}"
 hack/setup-python.sh
+# The model server's wheel (a C++ build of about 10 CPU-minutes, once) starts now, in the
+# background at the lowest CPU priority: it gets only what the other phases leave idle. The tests
+# that need it run last (tests/conftest.py); their fixture waits for it (a lock) if still building.
+prebuild=""
+if [[ $# -eq 0 && "${SEARCHRUN_MODEL_PREBUILD:-1}" == 1 ]]; then
+  mkdir -p "$SEARCHRUN_CACHE/test-logs"
+  setsid nice -n 19 hack/model-server.sh >/dev/null 2>"$SEARCHRUN_CACHE/test-logs/model-server-prebuild.log" &
+  prebuild=$!
+  progress_note "model server (llama-cpp-python wheel, SmolLM2 model): built or taken from the cache in the background, at nice 19 (log $SEARCHRUN_CACHE/test-logs/model-server-prebuild.log)"
+fi
 if [[ -x hack/prometheus/install.sh ]]; then hack/prometheus/install.sh >/dev/null; fi
 if ! command -v chromium >/dev/null && [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null; then
   phase="apt-get install (host package for the report's browser test): chromium"
@@ -44,6 +55,7 @@ set +e
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
 rc=$?
 set -e
+if [[ -n "$prebuild" ]] && kill -0 "$prebuild" 2>/dev/null; then kill -- "-$prebuild" 2>/dev/null || true; fi  # its own process group
 progress_end "pytest session" "finished (exit $rc)"
 if [[ $rc -eq 5 ]]; then
   echo "no tests were collected" >&2

@@ -14,6 +14,9 @@ once per session; ``model_server_build`` is what ``hack/model-server.sh`` built 
 cluster tests start a second server on the bridge address). Skipped when it cannot be had,
 failed when ``CI`` is set.
 
+Order: the tests that use the model server run at the end of the session (its wheel may still be
+building in the background; see hack/test.sh).
+
 Console: the session's milestones (S3 up, cluster up, image loaded, operator up) and the build
 scripts' progress lines reach the console past pytest's capture (``support.console``).
 Cache: ``SEARCHRUN_CACHE`` defaults to ``~/.cache/searchrun``, as in the hack/ scripts and CI.
@@ -24,6 +27,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -39,6 +43,12 @@ os.environ.setdefault("SEARCHRUN_CACHE", str(Path.home() / ".cache" / "searchrun
 
 def pytest_configure(config):
     console.attach(config)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The tests that need the model server run last: hack/test.sh builds its wheel in the
+    background at the lowest CPU priority, on what the other tests leave idle."""
+    items.sort(key=lambda item: "model_server_build" in item.fixturenames)  # stable: the rest keep their order
 
 # ------------------------------------------------------------------ S3 (SeaweedFS, or moto)
 
@@ -90,8 +100,11 @@ def model_server_build() -> tuple[str, str]:
     """(the model server venv's python, the GGUF), built once and cached by hack/model-server.sh."""
     log = Path(os.environ["SEARCHRUN_CACHE"]) / "test-logs" / "model-server.log"
     console.say(f"model server: building or taking the cached llama-cpp-python wheel and model (log {log})")
+    t0 = time.monotonic()
     try:
-        return ensure_built(log)
+        built = ensure_built(log)  # waits for hack/test.sh's background build, if one is running
+        console.say(f"model server: wheel and model ready after {time.monotonic() - t0:.0f} s")
+        return built
     except ModelServerUnavailable as e:
         no_model_server(f"no model server: {e}")
 
