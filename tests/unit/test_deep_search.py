@@ -22,7 +22,7 @@ import sys
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "unit"))
-from test_offline_multihop import ORG, TEAM_Q  # noqa: E402  (the agent's own two-hop corpus)
+from test_offline_multihop import ARCHIVE, CAMERA_Q, ORG, TEAM_Q  # noqa: E402  (the agent's own two-hop corpora)
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
@@ -192,3 +192,19 @@ def test_a_seed_answer_keeps_the_link_that_explains_it(tmp_path):
     team = answers["identity-team"]
     assert team["depth"] == 1
     assert [(h["doc"], h["via"]) for h in team["path"]] == [("mailer", ""), ("identity-team", "owned_by")]
+
+
+def test_a_seed_two_links_past_the_best_match_answers_with_the_path_that_leads_to_it(tmp_path):
+    """The vendor is a seed, and the traversal from the archive reaches it again through the rig:
+    no document is traversed twice, so the seed step judges it as reached by that path, and its
+    evidence path is the whole of it."""
+    corpus = _corpus_file(tmp_path, ARCHIVE)
+    rc, out, lineage, run_dir = _run(tmp_path, {"query": CAMERA_Q, "corpus": {"uri": str(corpus)}})
+    assert rc == 0, out
+    docs = [s["doc"] for s in lineage["status"]["steps"] if s["type"] == "traverse_node"]
+    assert len(docs) == len(set(docs)) and "optika" in docs
+    answers = {a["docId"]: a for a in json.loads((run_dir / "report.json").read_text())["answers"]}
+    assert list(answers) == ["optika"], out
+    assert [(h["doc"], h["via"]) for h in answers["optika"]["path"]] == [
+        ("map-archive", ""), ("imaging-rig", "photographed_by"), ("optika", "supplied_by")]
+    assert "map-archive —photographed_by→ imaging-rig —supplied_by→ optika" in out

@@ -121,6 +121,46 @@ def test_a_seed_is_judged_with_the_link_from_a_document_that_ranks_for_the_quest
     assert "judged as reached from mailer via owned_by" in dec.reason
 
 
+# A seed two links past the best match: the archive (the first seed) links to the rig, which
+# is no match for the question itself, and the rig to the vendor, which is a seed too. The
+# traversal's path archive -> rig -> vendor cannot reach the vendor again (no document twice).
+CAMERA_Q = "Which vendor supplies the camera that photographs the medieval maps?"
+ARCHIVE = {
+    "map-archive": {"title": "Map archive", "type": "collection",
+                    "content": "The medieval maps and sea charts of the old port, photographed page by page for the online catalogue.",
+                    "relationships": {"photographed_by": ["imaging-rig"], "housed_in": ["vault"]}},
+    "imaging-rig": {"title": "Imaging rig", "type": "equipment",
+                    "content": "A copy stand with two lights, used at night when the reading room is closed.",
+                    "relationships": {"supplied_by": ["optika"]}},
+    "optika": {"title": "Optika", "type": "vendor",
+               "content": "A vendor of camera equipment for museums and libraries.", "relationships": {}},
+    "vault": {"title": "Vault", "type": "room", "content": "A cold, dry room under the library.", "relationships": {}},
+    "lensco": {"title": "Lensco", "type": "vendor", "content": "A vendor of reading glasses.", "relationships": {}},
+    "atlas-shop": {"title": "Atlas shop", "type": "shop", "content": "Sells prints of maps.", "relationships": {}},
+}
+
+
+def test_a_seed_is_judged_with_a_two_link_path_through_a_document_that_is_no_match():
+    archive = OfflineAgent(corpus(ARCHIVE), 0.35)
+    seeds, _ = archive.plan_seeds(CAMERA_Q, 3, 5000)
+    assert seeds[:2] == ["map-archive", "optika"]
+    assert not archive.traverse(CAMERA_Q, "imaging-rig", 3, 5000).found  # the rig alone: no match
+    dec = seed_step(archive, CAMERA_Q, "optika")
+    assert dec.found, dec.reason
+    assert dec.implied == (Hop("map-archive", "Map archive", "photographed_by"), Hop("imaging-rig", "Imaging rig", "supplied_by"))
+    assert "judged as reached from map-archive via photographed_by then imaging-rig via supplied_by" in dec.reason
+
+
+def test_a_two_link_path_starts_only_where_a_traversal_would_have_started(monkeypatch):
+    """The chain's first document must rank above the seed in the seed ranking: with the archive
+    ranked below the vendor, no traversal would have come from it, and the vendor is no answer."""
+    archive = OfflineAgent(corpus(ARCHIVE), 0.35)
+    ranking = archive._seed_ranking
+    monkeypatch.setattr(archive, "_seed_ranking", lambda q: sorted(ranking(q), key=lambda x: x[0] == "map-archive"))
+    dec = seed_step(archive, CAMERA_Q, "optika")
+    assert not dec.found and not dec.implied, dec.reason
+
+
 def test_no_single_document_answers_the_two_hop_question(agent):
     """Without a path (its own, or one implied by a link from a document that ranks for the
     question), no document answers."""

@@ -66,8 +66,9 @@ class TraverseDecision:
     usage: Usage = Usage()
     note: str = ""  # for this step's children: at most max_note_chars characters
     proposals: tuple[Proposal, ...] = ()  # ranked; ``next`` is their doc ids
-    # a seed judged as if reached from a document that links to it: that hop (the link kind is
-    # the one into this document); the step's evidence path starts there
+    # a seed judged as if reached by a chain of links into it: the chain, first document first,
+    # each hop's relation the link out of it along the chain (the last one's: into this
+    # document); the step's evidence path starts there
     implied: tuple[Hop, ...] = ()
     # why the model's replies were refused (bad JSON, off the schema) after the agent's own
     # retries: the traversal is a dead end, and this says so in the step's decision

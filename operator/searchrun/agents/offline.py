@@ -7,7 +7,9 @@
   related words from the lexicon (:mod:`.lexicon`).
 * ``traverse``: judges the document together with the path that led to it (:mod:`.scoring`);
   a seed, which has no path, is also judged as reached from one of the documents that link to
-  it and match the question themselves (``implied``; the step's evidence path starts there),
+  it and match the question themselves, or through one that does not, from a match that links
+  to that one (``implied``; the step's evidence path starts there: the path a traversal would
+  have taken, which it cannot take again once the seed is visited),
   writes a bounded note for its children (what is established, what is still open) and ranks
   every child by how well its title, type, link kind and first words cover what is still open.
   No child is dropped for sharing no word with the query.
@@ -50,6 +52,7 @@ PEEK_WORDS = 15  # words of a child's content read to rank it (besides its title
 RELATIVE_CUT = 0.6  # a simple-search hit scores at least this share of the best one
 IMPLIED_SCAN = 16  # a seed may be judged as reached from one of the first documents that link to it ...
 IMPLIED_READ = 2  # ... ranked by title and first words; at most this many are read in full
+IMPLIED_HOPS = 2  # ... or through one of those, from a match ranked above the seed that links to it
 
 
 class OfflineAgent:
@@ -61,6 +64,7 @@ class OfflineAgent:
         self.cost_per_1k = float(cost_per_1k)
         self.index = index_for(corpus)
         self._incoming: Optional[dict[str, list[tuple[str, str]]]] = None
+        self._ranks: Optional[tuple[tuple, dict[str, int]]] = None  # the last question's seed ranking
 
     def agents(self) -> frozenset:
         """This corpus's document types that are people or groups (see :func:`.corpus_kinds.agent_types`)."""
@@ -231,11 +235,12 @@ class OfflineAgent:
         implied: tuple[Hop, ...] = ()
         passed_on: set[str] = set()
         if (path is None or not path.hops) and j.score < 1.0:
-            ij, implied, peeked = self._implied_path(q, doc_id, content, left)
+            # a seed that answers on its own words is not sent looking for a longer way in
+            ij, implied, implied_covered, peeked = self._implied_path(q, doc_id, content, left, 1 if j.found else IMPLIED_HOPS)
             left -= peeked
             read += peeked
             if ij is not None and ij.found and (not j.found or ij.score > j.score):
-                j, covered_by_path = ij, path_covered(q, PathContext(implied, implied[0].relation, ""))
+                j, covered_by_path = ij, implied_covered
             else:
                 if ij is not None and not j.found and (j.score >= self.threshold or (q.agent_object and self.is_agent(doc_id))):
                     # not an answer either way, but a match for the question (or the group that "who
@@ -259,7 +264,7 @@ class OfflineAgent:
         if j.matched:
             parts.append("matched " + ", ".join(f"{s} ({w})" for s, _, w in j.matched[:8]))
         if implied:
-            parts.append(f"judged as reached from {implied[0].doc_id} via {implied[0].relation}")
+            parts.append("judged as reached from " + " then ".join(f"{h.doc_id} via {h.relation}" for h in implied))
         if covered_by_path:
             parts.append(f"path covered {len(covered_by_path)} of {len(q.terms)} terms")
         if truncated:
@@ -277,21 +282,31 @@ class OfflineAgent:
             implied=implied,
         )
 
-    def _implied_path(self, q: Question, doc_id: str, content: str, left: int):
-        """A seed has no path; but a document that links to it and is itself a match for the
-        question is the path a traversal would have taken. (judgement as reached from the best such
-        document, or None; that hop; words read)."""
+    def _implied_path(self, q: Question, doc_id: str, content: str, left: int, hops: int = IMPLIED_HOPS,
+                      avoid: frozenset = frozenset(), start_above: Optional[int] = None):
+        """A seed has no path; but a chain of links into it that starts at a document matching the
+        question itself is the path a traversal would have taken (and, the seed being visited
+        already, could not take again: no document is visited twice). The chain is at most
+        ``hops`` links (``IMPLIED_HOPS``); each document that links to the seed is also followed
+        back one more step, to a match that the seed ranking puts above the seed (a traversal
+        would have started there). ``start_above``: that rank, for the steps back. (judgement as
+        reached by the best such chain, or None; the chain, first document first, each hop's
+        relation the link out of it along the chain; the question's terms that chain covered;
+        words read)."""
         inc = self.incoming(doc_id)
         if not inc or left <= 0 or not q.terms:
-            return None, (), 0
+            return None, (), set(), 0
+        avoid = avoid | {doc_id}
         read = 0
         peeked = []
         for j, (src, kind) in enumerate(inc[:IMPLIED_SCAN]):  # rank them as children are ranked
             c = self.corpus.documents[src]
             peek = truncate_words(c.content, PEEK_WORDS)
             cost = count_words(c.title) + count_words(peek)
-            if src == doc_id or read + cost > left:
+            if src in avoid or read + cost > left:
                 continue
+            if start_above is not None and self._seed_rank(q, src) >= start_above:
+                continue  # ranked below the seed: a traversal would not have started there
             read += cost
             view = View(c.title, c.type, None, peek, self.agents(), self.places(), self.types())
             peeked.append((-sum(view.strength(t)[0] for t in q.terms), j, src, kind))
@@ -299,25 +314,45 @@ class OfflineAgent:
         doc = self.corpus.documents[doc_id]
         best = None
         for _, _, src, kind in parents:
-            pview, n, _, _ = self._view(src, left - read)
+            pview, n, pcontent, _ = self._view(src, left - read)
             read += n
             if read >= left:
                 break
-            pj = judge(q, pview, (), self.threshold)
-            if pj.score < self.threshold or not pj.covered:
-                continue  # a path from a document that is itself no match for the question is none
             ptitle = self.corpus.documents[src].title
-            hop = Hop(src, ptitle, None)
-            ppath = PathContext((hop,), kind, note_for(q, pj.covered, ptitle, pj.found))
-            covered = path_covered(q, ppath)
-            j = judge(q, View(doc.title, doc.type, kind, content, self.agents(), self.places(), self.types()), covered,
-                      self.threshold, after_answer=pj.found, agent_before=self.is_agent(src))
-            # a finding first; else the best judgement, whose coverage the note passes on
-            if best is None or (j.found, j.score) > (best[0].found, best[0].score):
-                best = (j, (Hop(src, ptitle, kind),))
+            pj = judge(q, pview, (), self.threshold)
+            ways = []  # (the parent's judgement, the chain before it)
+            if pj.score >= self.threshold and pj.covered:
+                ways.append((pj, ()))
+            if hops > 1:
+                # reached itself by a link from a match the seed ranking puts above the seed
+                above = self._seed_rank(q, doc_id) if start_above is None else start_above
+                gj, chain, _, peeked_back = self._implied_path(q, src, pcontent, left - read, hops - 1, avoid, above)
+                read += peeked_back
+                if gj is not None and gj.score >= self.threshold and gj.covered:
+                    ways.append((gj, chain))
+            for pj, chain in ways:
+                # the path as a traversal hands it on: ancestors first, each with the link into it
+                into = [None] + [h.relation for h in chain]
+                ancestors = tuple(Hop(h.doc_id, h.title, r) for h, r in zip(chain + (Hop(src, ptitle),), into))
+                ppath = PathContext(ancestors, kind, note_for(q, pj.covered, ptitle, pj.found))
+                covered = path_covered(q, ppath)
+                before = any(self.is_agent(h.doc_id) for h in ancestors)
+                j = judge(q, View(doc.title, doc.type, kind, content, self.agents(), self.places(), self.types()), covered,
+                          self.threshold, after_answer=pj.found, agent_before=before)
+                # a finding first; else the best judgement, whose coverage the note passes on
+                if best is None or (j.found, j.score) > (best[0].found, best[0].score):
+                    best = (j, chain + (Hop(src, ptitle, kind),), covered)
         if best is None:
-            return None, (), read
-        return best[0], best[1], read
+            return None, (), set(), read
+        return best[0], best[1], best[2], read
+
+    def _seed_rank(self, q: Question, doc_id: str) -> int:
+        """``doc_id``'s place in this question's seed ranking (0 = the first seed; past the end
+        for a document that matches none of its words). Computed once per question."""
+        key = tuple(q.stems)
+        if self._ranks is None or self._ranks[0] != key:
+            self._ranks = (key, {d: i for i, (d, _) in enumerate(self._seed_ranking(q))})
+        return self._ranks[1].get(doc_id, len(self.corpus.documents))
 
     def _rank_children(self, q: Question, doc_id: str, open_terms: list, limit: int, left: int) -> tuple[list[Proposal], int]:
         """Every child ranked by how well it can cover ``open_terms`` (all terms once nothing is

@@ -82,7 +82,8 @@ class TraverseNode(StepKind):
         title = corpus.get(doc).title
         evidence = [{"doc": h.doc_id, "title": h.title, "via": h.relation or ""} for h in hops]
         implied = () if hops else tuple(getattr(d, "implied", ()) or ())  # a seed judged as reached by a link
-        evidence += [{"doc": h.doc_id, "title": h.title, "via": ""} for h in implied]
+        into = [""] + [h.relation or "" for h in implied[:-1]]  # each implied hop names the link out of it
+        evidence += [{"doc": h.doc_id, "title": h.title, "via": v} for h, v in zip(implied, into)]
         evidence.append({"doc": doc, "title": title, "via": path.relation or (implied[-1].relation if implied else "") or ""})
         uri = io.put_output({**io.base, "doc": doc, "title": title, "found": d.found,
                              "score": round(d.score, 4), "snippet": d.snippet, "reason": d.reason, "note": d.note,
