@@ -82,3 +82,28 @@ def test_an_indexed_jobs_finished_index_wakes_the_run():
     failed = _job(4, active=1)
     failed["status"].update(completedIndexes="1", failedIndexes="0")
     assert cache._apply("MODIFIED", failed) == "run-1"
+
+
+def test_a_finished_job_is_held_with_only_what_is_read():
+    """A finished Job as the API server shows it: the conditions not in force, probe times and pod
+    bookkeeping are dropped; what jobs.py, queue_metrics and run_metrics read is kept."""
+    from searchrun.executors.kube.jobs import job_state, observe_job
+    from searchrun.executors.kube.run_metrics import job_duration
+
+    t0, t1 = "2026-12-02T10:00:00Z", "2026-12-02T10:00:07Z"
+    cond = {"status": "True", "lastProbeTime": t1, "lastTransitionTime": t1, "reason": "CompletionsReached",
+            "message": "Reached expected number of succeeded pods"}
+    job = _job(3, failed=1)
+    job["status"] = {"startTime": t0, "succeeded": 1, "failed": 1, "ready": 0, "terminating": 0,
+                     "uncountedTerminatedPods": {}, "completedIndexes": "0",
+                     "conditions": [dict(cond, type="SuccessCriteriaMet"), dict(cond, type="Complete"),
+                                    {"type": "Suspended", "status": "False", "lastProbeTime": t0}]}
+    cache = JobCache(None, ["ns"], lambda uid: None)
+    cache._apply("ADDED", job)
+    held = cache.job("run-1", "sr-abc-t0")
+    assert held["status"] == {"startTime": t0, "succeeded": 1, "failed": 1, "ready": 0, "completedIndexes": "0",
+                              "conditions": [{k: v for k, v in dict(cond, type=t).items() if k != "lastProbeTime"}
+                                             for t in ("SuccessCriteriaMet", "Complete")]}
+    assert job_state(held) == job_state(job) == "succeeded"
+    assert observe_job(held, {"tokens": 1}) == observe_job(job, {"tokens": 1})
+    assert job_duration(held) == job_duration(job) == 7.0

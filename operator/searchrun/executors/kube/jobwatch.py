@@ -11,6 +11,7 @@ that finished, or a pod retry (a Job's ``status.failed``). A Job's other updates
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from typing import Callable, Optional
@@ -142,10 +143,21 @@ def _news(job: dict) -> tuple:
 
 
 _KEEP_META = ("name", "namespace", "uid", "resourceVersion", "creationTimestamp", "labels", "annotations")
+# what jobs.py, fanout.py, queue_metrics.py and run_metrics.py read of a Job's status
+_KEEP_STATUS = ("active", "ready", "succeeded", "failed", "startTime", "completionTime", "completedIndexes", "failedIndexes")
+_KEEP_CONDITION = ("type", "status", "reason", "message", "lastTransitionTime")
 
 
 def _slim(job: dict) -> dict:
     """What the operator reads of a Job (metadata, status): a watched Job carries its pod
-    template and managed fields too, several KiB a step that a large or busy operator would hold."""
+    template and managed fields too, several KiB a step that a large or busy operator would hold.
+    Of its conditions only those in force (status True: all that is read), their repeated strings
+    shared (each decoded Job has its own copies; 10,000 finished Jobs are held until the run goes)."""
     meta = job.get("metadata") or {}
-    return {"metadata": {k: meta[k] for k in _KEEP_META if k in meta}, "status": job.get("status") or {}}
+    status = job.get("status") or {}
+    slim = {k: status[k] for k in _KEEP_STATUS if k in status}
+    conditions = [{k: sys.intern(c[k]) if isinstance(c[k], str) else c[k] for k in _KEEP_CONDITION if k in c}
+                  for c in status.get("conditions") or () if c.get("status") == "True"]
+    if conditions:
+        slim["conditions"] = conditions
+    return {"metadata": {k: meta[k] for k in _KEEP_META if k in meta}, "status": slim}
