@@ -11,7 +11,9 @@
 #   - chromium (headless) for the report's browser test, installed here when missing (as root)
 # Builds are cached in $SEARCHRUN_CACHE (default ~/.cache/searchrun, the same as .ci/run).
 # Long phases print "==> " lines (start, every minute, end with the duration) on the console.
-# Extra arguments go to pytest, e.g. `hack/test.sh tests/unit -x`.
+# With no arguments, tests/unit runs in a second pytest session beside the cluster tests (log in
+# $SEARCHRUN_CACHE/test-logs/unit-tests.log; SEARCHRUN_UNIT_ALONGSIDE=0: one session).
+# Extra arguments go to pytest (one session), e.g. `hack/test.sh tests/unit -x`.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
@@ -52,8 +54,34 @@ if command -v go >/dev/null && [[ "${SEARCHRUN_S3_SERVER:-seaweedfs}" == seaweed
 fi
 progress_start "pytest session"
 set +e
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
-rc=$?
+if [[ $# -eq 0 && "${SEARCHRUN_UNIT_ALONGSIDE:-1}" == 1 ]]; then
+  # The unit tests (no cluster; about 2 min of one core) run in a second session beside the
+  # cluster tests, which mostly wait on the cluster: the whole run is shorter by about their
+  # length. Their output goes to a log; its summary (and any failure) is printed at the end.
+  unit_log="$SEARCHRUN_CACHE/test-logs/unit-tests.log"
+  mkdir -p "$(dirname "$unit_log")"
+  (
+    uphase="unit tests (tests/unit, a second pytest session beside the cluster tests; log $unit_log)"
+    progress_start "$uphase"
+    .venv/bin/python -m pytest -q -p no:cacheprovider tests/unit >"$unit_log" 2>&1
+    u=$?
+    progress_end "$uphase" "finished (exit $u): $(tail -1 "$unit_log")"
+    exit $u
+  ) &
+  unit=$!
+  .venv/bin/python -m pytest -q -p no:cacheprovider tests/integration tests/reliability
+  rc=$?
+  wait "$unit"
+  urc=$?
+  if [[ $urc -ne 0 ]]; then
+    echo "---- unit tests failed (exit $urc); the end of $unit_log:" >&2
+    tail -60 "$unit_log" >&2
+    [[ $rc -ne 0 && $rc -ne 5 ]] || rc=$urc
+  fi
+else
+  .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+  rc=$?
+fi
 set -e
 if [[ -n "$prebuild" ]] && kill -0 "$prebuild" 2>/dev/null; then kill -- "-$prebuild" 2>/dev/null || true; fi  # its own process group
 progress_end "pytest session" "finished (exit $rc)"
