@@ -47,9 +47,8 @@ def assert_one_job_per_group(cluster, ns: str, run: dict) -> list[dict]:
     return jobs
 
 
-def index_exit_codes(cluster, ns: str, job: str) -> dict[int, list]:
+def index_exit_codes(pods: list[dict]) -> dict[int, list]:
     """A group Job's pods' exit codes (the step container's) by index, oldest first."""
-    pods = cluster.kubectl_json("-n", ns, "get", "pods", "-l", f"job-name={job}")["items"]
     out: dict[int, list] = {}
     for p in sorted(pods, key=lambda p: p["metadata"]["creationTimestamp"]):
         code = next((((c.get("state") or {}).get("terminated") or {}).get("exitCode")
@@ -58,10 +57,10 @@ def index_exit_codes(cluster, ns: str, job: str) -> dict[int, list]:
     return out
 
 
-def pod_story(cluster, ns: str, job: str) -> list[str]:
+def pod_story(pods: list[dict]) -> list[str]:
     """Each pod of a Job: its index, phase, reason and exit code (for an assertion's message)."""
     out = []
-    for p in cluster.kubectl_json("-n", ns, "get", "pods", "-l", f"job-name={job}")["items"]:
+    for p in pods:
         st = p.get("status") or {}
         term = [((c.get("state") or {}).get("terminated") or {}) for c in st.get("containerStatuses") or []]
         out.append(f"index {p['metadata']['annotations'].get(INDEX_ANNOTATION)}: {st.get('phase')} {st.get('reason') or ''} "
@@ -126,8 +125,9 @@ def test_a_failing_index_is_retried_then_fails_its_step_only(cluster, operator, 
     assert ok["job"] == refused["job"] == prose["job"]
     job = cluster.kubectl_json("-n", run_ns, "get", "job", ok["job"])
     order = [sid for sid, _ in members(job)]
-    exits = index_exit_codes(cluster, run_ns, ok["job"])  # index -> its pods' exit codes, oldest first
-    story = pod_story(cluster, run_ns, ok["job"])  # for the messages below: what each index's pods did
+    pods = cluster.kubectl_json("-n", run_ns, "get", "pods", "-l", f"job-name={ok['job']}")["items"]
+    exits = index_exit_codes(pods)  # index -> its pods' exit codes, oldest first
+    story = pod_story(pods)  # for the messages below: what each index's pods did
     assert ok["phase"] == "Succeeded" and exits[order.index(ok["id"])][-1] == 0, (ok, story)
     # exit 1 (HTTP 400): the index is retried once (retries 1), then fails; its pod's reason is kept
     assert refused["phase"] == "Failed" and refused["attempts"] == 2, (refused, story)
