@@ -64,3 +64,20 @@ def test_the_fan_in_drops_an_answer_as_good_whose_path_names_fewer_relations():
     for a in answers:
         a.pop("support")  # an agent that does not say: both kept, as before
     assert [a["docId"] for a in select(answers)] == ["depot", "office"]
+
+
+def test_the_nouns_of_related_verbs_bridge_a_paraphrase():
+    """"kept" ~ "retain" (WordNet) ~ "retention" (its noun): one step further than the table."""
+    from searchrun.agents.lexicon import LEXICON
+
+    assert "retent" not in LEXICON.related_terms("kept")
+    assert "retent" in LEXICON.derived_terms("kept")
+    kept = next(t for t in analyse("How long are my notes kept?").terms if t.surface == "kept")
+    assert "retent" in kept.related
+
+
+def test_a_retention_policy_answers_how_long_something_is_kept():
+    hosp = agent_for("hosp")
+    q = "How long are my notes kept after I ask for copies of them?"
+    service, policy = walk(hosp, q, ["svc-patient-records", "pol-records"])
+    assert policy.found and "kept (title ~retent)" in policy.reason

@@ -77,6 +77,8 @@ def analyse(query: str) -> Question:
     terms = []
     for s, w in surf.items():
         rel = LEXICON.related_terms(w)[:MAX_RELATED_PER_TERM] if w.isalpha() else ()
+        if rel:  # "kept" ~ "retain" ~ "retention": the nouns of its related verbs, after them
+            rel = rel + tuple(t for t in LEXICON.derived_terms(w) if t not in rel)
         rank = NEIGHBOURS.rank(w) if w.isalpha() else 0
         near = ()
         if w.isalpha() and (rank == 0 or rank >= NEAR_MIN_RANK):
