@@ -81,3 +81,20 @@ def test_a_retention_policy_answers_how_long_something_is_kept():
     q = "How long are my notes kept after I ask for copies of them?"
     service, policy = walk(hosp, q, ["svc-patient-records", "pol-records"])
     assert policy.found and "kept (title ~retent)" in policy.reason
+
+
+def test_an_agent_noun_is_the_same_word():
+    q = analyse("Who is paged when the printer that the owner leads stops?")
+    variants = {t.stem: t.variants for t in q.terms}
+    assert variants["page"] == {"pager"}
+    assert variants["lead"] == {"leader"}
+    sign = next(t for t in analyse("Who signed it?").terms)
+    assert "signal" in sign.related and "signal" not in sign.variants  # only agent endings
+
+
+def test_past_an_answer_the_rotation_that_carries_the_pager_answers_who_is_paged():
+    """The team that owns the app answers "who", but the rota past it says "pager" (for "paged")."""
+    air = agent_for("air")
+    q = "Who is paged at night for problems with the phone app used to check in?"
+    app, team, rota = walk(air, q, ["sys-app", "team-digital", "rota-digital"])
+    assert team.found and rota.found and "=pager" in rota.reason
