@@ -73,6 +73,10 @@ class TraverseDecision:
     # why the model's replies were refused (bad JSON, off the schema) after the agent's own
     # retries: the traversal is a dead end, and this says so in the step's decision
     rejected: str = ""
+    # how many of the question's relations the links of the evidence path name (see
+    # :mod:`.link_support`); the fan-in prefers, among answers of about the same score, the
+    # better supported. 0 = not known (an agent that does not say)
+    support: int = 0
 
 
 class AgentError(RuntimeError):

@@ -18,6 +18,11 @@ from typing import Optional
 
 from .text import stem, term
 
+MAX_DERIVED = 4  # derived forms of a word's related words, at most (see Lexicon.derived_terms)
+# the nouns of verbs ("retention", "maintenance", "approval"): what a title or a type says
+# ("Records retention policy") where a question uses the verb ("kept")
+_NOUN_SUFFIXES = ("tion", "sion", "ance", "ence", "ment")
+
 _DETACH = (  # WordNet's "morphy" detachment rules, to find a base form the table knows
     ("ies", "y"), ("es", "e"), ("es", ""), ("s", ""), ("ied", "y"), ("ed", "e"), ("ed", ""),
     ("ing", "e"), ("ing", ""), ("er", ""), ("est", ""),
@@ -105,6 +110,33 @@ class Lexicon:
             if t is not None and t != own:
                 out[t] = None
         return tuple(out)
+
+
+    @lru_cache(maxsize=20_000)
+    def derived_terms(self, word: str, limit: int = MAX_DERIVED) -> tuple[str, ...]:
+        """Index terms of the nouns of ``word``'s related verbs that its own entry lacks: "kept" ~
+        "retain" ~ "retention". Such a noun ends in ``_NOUN_SUFFIXES`` and shares the start of the
+        verb (at least half of it, and 3 letters); the table relates them one step only."""
+        own = stem(word)
+        have = set(self.related_terms(word)) | {own}
+        out: dict[str, None] = {}
+        for r in self.related(word):
+            need = max(3, len(r) // 2)
+            for r2 in self.entry(r):
+                if r2.endswith(_NOUN_SUFFIXES) and len(_common_prefix(r, r2)) >= need:
+                    t = term(r2)
+                    if t is not None and t not in have and t not in out:
+                        out[t] = None
+                        if len(out) >= limit:
+                            return tuple(out)
+        return tuple(out)
+
+
+def _common_prefix(a: str, b: str) -> str:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return a[:n]
 
 
 class Distributional(Lexicon):

@@ -46,6 +46,7 @@ from .text import (  # noqa: F401  (re-exported for the openai agent and tests)
     words_for,
 )
 from .intent import classify
+from .link_support import link_support
 
 RELATED_SEED_WEIGHT = 0.3
 PEEK_WORDS = 15  # words of a child's content read to rank it (besides its title, type and link kind)
@@ -249,6 +250,10 @@ class OfflineAgent:
                     passed_on = set(ij.covered)
                 implied = ()
         passed_on = set(j.covered) | passed_on
+        if implied:
+            support = link_support(q, [h.relation for h in implied[:-1]], implied[-1].relation)
+        else:
+            support = link_support(q, [h.relation for h in path.hops] if path else [], relation)
         snip = snippet(content or doc.title, q.stems, self.index.idf)
         open_terms = [t for t in q.terms if t.stem not in passed_on]
         props, peeked = self._rank_children(q, doc_id, open_terms, 2 * k, left) if k > 0 else ([], 0)
@@ -280,6 +285,7 @@ class OfflineAgent:
             note=note,
             proposals=tuple(props),
             implied=implied,
+            support=support if j.found else 0,
         )
 
     def _implied_path(self, q: Question, doc_id: str, content: str, left: int, hops: int = IMPLIED_HOPS,

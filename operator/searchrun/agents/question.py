@@ -57,6 +57,9 @@ class QTerm:
     ordered: tuple[str, ...] = ()  # the related stems, closest first
     weight: float = 1.0  # how much the term weighs in the score (see term_weight)
     near: tuple[tuple[str, float], ...] = ()  # distributional neighbours (stem, similarity), closest first
+    # related stems that are the word itself with an agent or noun ending the stemmer keeps
+    # ("paged" ~ "pager", "manages" ~ "manager"): as good as the word (see ``variants_of``)
+    variants: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -77,11 +80,13 @@ def analyse(query: str) -> Question:
     terms = []
     for s, w in surf.items():
         rel = LEXICON.related_terms(w)[:MAX_RELATED_PER_TERM] if w.isalpha() else ()
+        if rel:  # "kept" ~ "retain" ~ "retention": the nouns of its related verbs, after them
+            rel = rel + tuple(t for t in LEXICON.derived_terms(w) if t not in rel)
         rank = NEIGHBOURS.rank(w) if w.isalpha() else 0
         near = ()
         if w.isalpha() and (rank == 0 or rank >= NEAR_MIN_RANK):
             near = tuple((t, sim) for t, sim in NEIGHBOURS.near_terms(w) if t not in rel)[:MAX_NEAR_PER_TERM]
-        terms.append(QTerm(s, w, frozenset(rel), rel, term_weight(rank), near))
+        terms.append(QTerm(s, w, frozenset(rel), rel, term_weight(rank), near, variants_of(s, rel)))
     ws = words(query)
     focus: Optional[str] = None
     definitional = False
@@ -122,6 +127,17 @@ def _agent_object(ws: list[str]) -> bool:
     noun = ws[i]
     t = term(noun)
     return t is not None and (t in _WHO_TERMS or noun.endswith(_AGENT_SUFFIXES))
+
+
+_AGENT_ENDINGS = ("r", "er", "or")  # "pager" for "page", "manager" for "manag", "owner" for "own"
+
+
+def variants_of(stem: str, related) -> frozenset[str]:
+    """The related stems that are ``stem`` with an agent ending (``_AGENT_ENDINGS``): the same
+    word as the one who does it ("pager", "owner", "leader"), which Snowball does not fold."""
+    if len(stem) < 3:
+        return frozenset()
+    return frozenset(r for r in related if r.startswith(stem) and r[len(stem):] in _AGENT_ENDINGS)
 
 
 def term_weight(rank: int) -> float:

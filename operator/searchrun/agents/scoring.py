@@ -134,6 +134,10 @@ class View:
         best, where = self._exact(t.stem)
         if best >= 1.0:
             return best, where
+        for r in t.variants:  # the same word with an agent ending: as good as the word
+            m, w = self._exact(r)
+            if m > best:
+                best, where = m, f"{w} ={r}"
         for r in t.ordered:
             m, w = self._exact(r)
             m *= CONTENT_SYNONYM_WEIGHT if w == "content" else SYNONYM_WEIGHT

@@ -4,8 +4,10 @@ Answers are ranked by their path-aware score (what the document covers of the qu
 together with the path that led to it); a document found twice keeps its best finding; an
 answer on the evidence path of another that scores at least as well is dropped (the path went on
 from it and covered more: "who leads the team that ..." is the lead, not the team); answers
-that cover clearly less of the question than the best one are dropped. Each keeps its evidence
-path (seed → … → answer).
+that cover clearly less of the question than the best one are dropped, and so are those, of
+about the same score, whose evidence path names fewer of the question's relations than another's
+(the agent's ``support``, see ``agents/link_support.py``). Each keeps its evidence path (seed → …
+→ answer).
 """
 
 from __future__ import annotations
@@ -34,11 +36,12 @@ class AggregateResults(StepKind):
                 continue
             a = {"docId": out["doc"], "title": out.get("title", ""), "score": out.get("score", 0.0),
                  "snippet": out.get("snippet", ""), "stepId": out.get("stepId"), "depth": out.get("depth", 0),
-                 "path": out.get("path") or [{"doc": out["doc"], "title": out.get("title", ""), "via": ""}]}
+                 "path": out.get("path") or [{"doc": out["doc"], "title": out.get("title", ""), "via": ""}],
+                 "support": int(out.get("support") or 0)}
             if a["docId"] not in best or _rank(a) < _rank(best[a["docId"]]):
                 best[a["docId"]] = a
         ranked = sorted(best.values(), key=_rank)
-        answers = select(ranked)
+        answers = [{k: v for k, v in a.items() if k != "support"} for a in select(ranked)]
         kept = {a["docId"] for a in answers}
         dropped = len(ranked) - len(answers)
         uri = io.put_output({**io.base, "answers": answers, "dropped": [a["docId"] for a in ranked if a["docId"] not in kept]})
@@ -56,7 +59,11 @@ def select(found: list[dict]) -> list[dict]:
                 passed.add((h.get("doc"), float(a.get("score") or 0.0)))
     ranked = [a for a in ranked if not any(d == a["docId"] and s >= float(a.get("score") or 0.0) for d, s in passed)] or ranked[:1]
     top = ranked[0]["score"] if ranked else 0.0
-    return [a for a in ranked if a["score"] >= KEEP_RATIO * top][:MAX_ANSWERS]
+    band = [a for a in ranked if a["score"] >= KEEP_RATIO * top]
+    # of answers about as good, those whose evidence path names more of the question's relations
+    # (the agent's ``support``; 0 when it does not say, which changes nothing)
+    most = max((int(a.get("support") or 0) for a in band), default=0)
+    return [a for a in band if int(a.get("support") or 0) >= most][:MAX_ANSWERS]
 
 
 def _rank(a: dict) -> tuple:
