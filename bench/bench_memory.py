@@ -115,6 +115,7 @@ def main() -> int:
     ap.add_argument("--top", type=int, default=12, help="source lines to show, by memory held at the end")
     ap.add_argument("--snapshot-pass", type=int, default=0, help="also show what is held after this pass")
     ap.add_argument("--no-trace", action="store_true", help="no tracemalloc (its own overhead): RSS only")
+    ap.add_argument("--rss-log", action="store_true", help="print the passes in which the peak RSS rose (by 1 MiB or more)")
     ap.add_argument("--bare", action="store_true", help="without the operator's own imports (kopf, its handlers)")
     args = ap.parse_args()
 
@@ -141,10 +142,15 @@ def main() -> int:
     t0 = time.monotonic()
     passes = 0
     per_pass = []  # (peak within the pass, pass, steps, Jobs started)
+    last_hwm = hwm_mib()
     while True:
         d = r.reconcile_once()
         passes += 1
         kube.complete_all(cache)
+        if args.rss_log and hwm_mib() >= last_hwm + 1:
+            print(f"  pass {passes}: {len(d.status.steps)} steps, {len(d.start)} started: peak RSS {last_hwm:.0f} -> "
+                  f"{hwm_mib():.0f} MiB (RSS now {rss_mib():.0f})")
+            last_hwm = hwm_mib()
         if not args.no_trace:
             per_pass.append((tracemalloc.get_traced_memory()[1], passes, len(d.status.steps), len(d.start)))
             tracemalloc.reset_peak()
