@@ -172,6 +172,7 @@ def main() -> int:
     print(f"# bench_memory: {len(d.status.steps)} steps, {passes} passes, {wall:.1f} s, phase {d.status.phase}, "
           f"offloaded {r.offloaded}")
     end_rss = rss_mib()
+    held_jobs = sum(len(js) for js in cache._jobs.values())
     del d, r
     gc.collect()
     after_gc = rss_mib()
@@ -182,7 +183,8 @@ def main() -> int:
           f"{base - import_base:.0f} MiB (not the operator's), + the run {hwm_mib() - base:.0f} MiB; "
           f"the operator's estimate {hwm_mib() - (base - import_base):.0f} MiB")
     print(f"RSS at the end {end_rss:.0f} MiB, after the run is dropped and gc {after_gc:.0f} MiB, "
-          f"after malloc_trim(0) {after_trim:.0f} MiB; largest status patch {getattr(kube, 'patch_bytes', 0) / 1024:.0f} KiB")
+          f"after malloc_trim(0) {after_trim:.0f} MiB; largest status patch {getattr(kube, 'patch_bytes', 0) / 1024:.0f} KiB; "
+          f"Jobs held by the Job cache at the end: {held_jobs}")
     if snap is not None:
         print(f"Python allocations: peak {peak / 2**20:.1f} MiB, held at the end {held / 2**20:.1f} MiB")
         print("passes with the highest peak: " + ", ".join(
