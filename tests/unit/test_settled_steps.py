@@ -118,3 +118,29 @@ def test_once_offloaded_a_new_queued_step_is_held_as_json_when_synced_and_writte
     entry = json.loads(store.get_bytes("runs/abc/lineage-journal-00000001.json"))
     assert entry["steps"] == [[i, json.loads(dumps.dumps[i])] for i in range(4)]
     assert entry["steps"][1][1] == new[0].model_dump(mode="json", exclude_none=True)
+
+
+def test_a_planner_told_to_makes_new_steps_settled_that_dump_as_their_models():
+    from datetime import datetime, timezone
+
+    from searchrun.api import SearchRunSpec
+    from searchrun.engine.planner import Planner
+
+    spec = SearchRunSpec(query="q")
+    made = {}
+    for compact in (False, True):
+        st = SearchRunStatus(steps=[_traverse()])
+        p = Planner(spec, st, datetime(2026, 12, 2, tzinfo=timezone.utc), "abc")
+        p.idx.compact_new = dump_json if compact else None
+        s = p.add_step("t0-1-0", "traverse_node", ["t0-1"], depth=3, doc="e0")
+        s.via, s.why = "cites", "because"  # as Planner.spawn writes a new child
+        p.commit_allowance(s, 500)
+        q = p.add_step("t0-1-1", "traverse_node", ["t0-1"], depth=3, doc="e1")
+        q.message = "skipped: token budget spent"  # a field not kept: thawed
+        assert p.idx.by_id["t0-1-0"] is s and st.steps[1] is s
+        made[compact] = (s, q)
+    (s, q), (v, w) = made[False], made[True]
+    assert isinstance(v, SettledStep) and v.thawed is None and not isinstance(s, SettledStep)
+    assert isinstance(w, SettledStep) and w.thawed is not None
+    for a, b in ((s, v), (q, w)):
+        assert dump_json(b.model_dump(mode="json", exclude_none=True)) == _raw(a), "the same bytes as its model's"

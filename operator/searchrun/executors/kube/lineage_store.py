@@ -21,7 +21,7 @@ from typing import Optional
 from ...api import LineageSummary, SearchRunStatus, StepStatus
 from ...artifacts import ArtifactNotFound, ArtifactStore, dump_json, run_key
 from ...engine.index import index_of
-from ...engine.settled import SettledStep, changed_since_settled, is_settled, settle
+from ...engine.settled import changed_since_settled, is_settled, settle
 from ..base import lineage_key
 
 JOURNAL_PREFIX = "lineage-journal-"  # beside lineage.json: lineage-journal-00000001.json, ...
@@ -104,7 +104,7 @@ class StepDumps:
 
     def _append(self, s: StepStatus) -> None:
         i, d = len(self.dumps), _dump_step(s)
-        if self.settle_new and not isinstance(s, SettledStep) and is_settled(s, index_of(self.status).held):
+        if self.settle_new and is_settled(s, index_of(self.status).held):
             raw = dump_json(d)
             settle(self.status, [i], lambda _: raw)
             self.dumps.append(self.status.steps[i].json)
@@ -191,6 +191,7 @@ class StepDumps:
             self.dumps[i] = self.status.steps[i].json
         self.touched |= keep  # tried again once written
         self.settle_new = True
+        index_of(self.status).compact_new = dump_json  # new steps settled as the engine makes them
         return len(done)
 
     @property
