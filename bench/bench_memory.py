@@ -14,7 +14,9 @@ measures the real operator process against a real API server; this finds where m
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
+import json
 import sys
 import tempfile
 import time
@@ -37,11 +39,23 @@ from support.simulation import SyntheticGraph  # noqa: E402
 UID = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
 
 
-def hwm_mib() -> float:
+def hwm_mib(field: str = "VmHWM") -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def rss_mib() -> float:
+    return hwm_mib("VmRSS")
+
+
+def malloc_trim() -> None:
+    """glibc's free pages back to the system: what RSS falls by is the allocator's high water."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
 
 
 class StandIn:
@@ -82,7 +96,12 @@ class StandIn:
             cache._apply("MODIFIED", dict(job, metadata=dict(job["metadata"], resourceVersion=str(self.rv)), status=status))
 
     def patch_run_status(self, ns, name, body):
-        pass
+        """As the real client does: the body sanitised (a copy) and serialised."""
+        from kubernetes.client import ApiClient
+
+        if not hasattr(self, "api_client"):
+            self.api_client = ApiClient()
+        self.patch_bytes = max(getattr(self, "patch_bytes", 0), len(json.dumps(self.api_client.sanitize_for_serialization(body))))
 
     def job_pods(self, ns, job):
         return []
@@ -96,8 +115,14 @@ def main() -> int:
     ap.add_argument("--top", type=int, default=12, help="source lines to show, by memory held at the end")
     ap.add_argument("--snapshot-pass", type=int, default=0, help="also show what is held after this pass")
     ap.add_argument("--no-trace", action="store_true", help="no tracemalloc (its own overhead): RSS only")
+    ap.add_argument("--rss-log", action="store_true", help="print the passes in which the peak RSS rose (by 1 MiB or more)")
+    ap.add_argument("--bare", action="store_true", help="without the operator's own imports (kopf, its handlers)")
     args = ap.parse_args()
 
+    if not args.bare:  # what ``searchrun operator`` imports before its first run (executors/kube/main.py)
+        import kopf  # noqa: F401
+        from searchrun.executors.kube import handlers, retry_handlers, webhooks  # noqa: F401
+    import_base = hwm_mib()
     graph = SyntheticGraph(n_docs=args.docs, branching=20, answer_rate=0.2, seed=7)  # as bench_scale
     work = Path(tempfile.mkdtemp(prefix="searchrun-bench-memory-"))
     store = open_store(f"file://{work}")
@@ -117,10 +142,15 @@ def main() -> int:
     t0 = time.monotonic()
     passes = 0
     per_pass = []  # (peak within the pass, pass, steps, Jobs started)
+    last_hwm = hwm_mib()
     while True:
         d = r.reconcile_once()
         passes += 1
         kube.complete_all(cache)
+        if args.rss_log and hwm_mib() >= last_hwm + 1:
+            print(f"  pass {passes}: {len(d.status.steps)} steps, {len(d.start)} started: peak RSS {last_hwm:.0f} -> "
+                  f"{hwm_mib():.0f} MiB (RSS now {rss_mib():.0f})")
+            last_hwm = hwm_mib()
         if not args.no_trace:
             per_pass.append((tracemalloc.get_traced_memory()[1], passes, len(d.status.steps), len(d.start)))
             tracemalloc.reset_peak()
@@ -141,7 +171,20 @@ def main() -> int:
         tracemalloc.stop()
     print(f"# bench_memory: {len(d.status.steps)} steps, {passes} passes, {wall:.1f} s, phase {d.status.phase}, "
           f"offloaded {r.offloaded}")
-    print(f"peak RSS (VmHWM) {hwm_mib():.0f} MiB (after imports and the graph: {base:.0f} MiB)")
+    end_rss = rss_mib()
+    held_jobs = sum(len(js) for js in cache._jobs.values())
+    del d, r
+    gc.collect()
+    after_gc = rss_mib()
+    malloc_trim()
+    after_trim = rss_mib()
+    print(f"peak RSS (VmHWM) {hwm_mib():.0f} MiB: imports {import_base:.0f} MiB"
+          f"{' (bare)' if args.bare else ' (the operator process: kopf, handlers, webhooks)'}, + the bench's graph "
+          f"{base - import_base:.0f} MiB (not the operator's), + the run {hwm_mib() - base:.0f} MiB; "
+          f"the operator's estimate {hwm_mib() - (base - import_base):.0f} MiB")
+    print(f"RSS at the end {end_rss:.0f} MiB, after the run is dropped and gc {after_gc:.0f} MiB, "
+          f"after malloc_trim(0) {after_trim:.0f} MiB; largest status patch {getattr(kube, 'patch_bytes', 0) / 1024:.0f} KiB; "
+          f"Jobs held by the Job cache at the end: {held_jobs}")
     if snap is not None:
         print(f"Python allocations: peak {peak / 2**20:.1f} MiB, held at the end {held / 2**20:.1f} MiB")
         print("passes with the highest peak: " + ", ".join(

@@ -107,3 +107,33 @@ def test_a_finished_job_is_held_with_only_what_is_read():
     assert job_state(held) == job_state(job) == "succeeded"
     assert observe_job(held, {"tokens": 1}) == observe_job(job, {"tokens": 1})
     assert job_duration(held) == job_duration(job) == 7.0
+
+
+def test_a_finished_job_whose_step_was_applied_is_held_no_more():
+    from searchrun.engine import Observation
+    from searchrun.executors.kube.jobwatch import drop_applied
+
+    cache = JobCache(None, ["ns"], lambda uid: None)
+    cache.put(_job(1))
+    cache.put(_job(1, name="sr-abc-t1"))
+    cache._apply("MODIFIED", _job(2, ["Complete"]))
+    group = _job(3, ["Complete"], name="sr-abc-g1")
+    del group["metadata"]["labels"]["searchrun.dev/step-id"]  # a PerFanout group Job: no step label
+    cache.put(group)
+    jobs = {"t0": cache.job("run-1", "sr-abc-t0"), "t1": cache.job("run-1", "sr-abc-t1"),
+            "t2": cache.job("run-1", "sr-abc-g1")}
+    obs = {"t0": Observation("t0", 1, "succeeded"), "t1": Observation("t1", 1, "running"),
+           "t2": Observation("t2", 1, "succeeded")}
+    drop_applied(cache, "run-1", obs, jobs, running=("t1",))
+    assert cache.job("run-1", "sr-abc-t0") is None, "finished and applied: not held"
+    assert cache.job("run-1", "sr-abc-t1") is not None, "its step still runs"
+    assert cache.job("run-1", "sr-abc-g1") is not None, "a group Job holds other steps: kept until the run goes"
+    cache.applied("run-1", ["sr-abc-t1"])
+    assert cache.job("run-1", "sr-abc-t1") is not None, "a Job still running is kept"
+    assert cache._apply("MODIFIED", _job(4, ["Complete"])) is None, "a later version of it does not wake the run"
+    assert cache.job("run-1", "sr-abc-t0") is None, "nor is it taken back (the watch, a relist)"
+    assert cache._apply("DELETED", _job(5, ["Complete"])) == "run-1"
+    assert cache._apply("ADDED", _job(6)) == "run-1" and cache.job("run-1", "sr-abc-t0") is not None, \
+        "a Job of that name created again (after its deletion) is held"
+    cache.forget("run-1")
+    assert cache.jobs("run-1") == [] and cache._applied == {}

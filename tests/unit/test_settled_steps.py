@@ -81,3 +81,66 @@ def test_an_offloaded_run_holds_no_model_per_finished_step_and_writes_the_same_l
         d.status.model_dump(mode="json", exclude={"budgetUsed", "budgetRemaining"})
     lineage = json.loads(read_uri(d.status.lineageURI if d.status.lineageURI else fake.patches[-1][1]["status"]["lineageURI"]))
     assert lineage["status"]["steps"] == [s.model_dump(mode="json", exclude_none=True) for s in d.status.steps]
+
+
+def test_once_offloaded_a_new_queued_step_is_held_as_json_when_synced_and_written_the_same(tmp_path):
+    from searchrun.artifacts import open_store
+    from searchrun.engine.index import index_of
+    from searchrun.executors.kube.lineage_store import LineageJournal, StepDumps
+
+    st = SearchRunStatus(steps=[_traverse()])
+    dumps = StepDumps(st)
+    dumps.unwritten.clear()  # as after the first write to the store
+    dumps.settle()
+    assert isinstance(st.steps[0], SettledStep)
+    idx = index_of(st)
+    new = [StepStatus(id=f"t0-1-{j}", type="traverse_node", parents=["t0-1"], depth=3, doc=f"e{j}", via="cites",
+                      tokenAllowance=100) for j in range(3)]
+    expected = [_raw(s) for s in new]
+    for s in new:  # as Planner.add_step
+        st.steps.append(s)
+        idx.add(s)
+        idx.n += 1
+    st.steps[0].expanded = False  # a kept field written on a settled step (as a wave does)
+    prev = dumps.sync({"t0-1"} | {s.id for s in new})
+    assert prev["t0-1"]["expanded"] is True and all(prev[s.id] is None for s in new)
+    for i, raw in enumerate(expected, start=1):
+        assert isinstance(st.steps[i], SettledStep) and idx.by_id[st.steps[i].id] is st.steps[i], \
+            "a new Queued step is no model once synced"
+        assert dumps.dumps[i] is st.steps[i].json and dumps.dumps[i] == raw, "no dict beside it: the JSON, shared"
+    assert dumps.dumps[0] is st.steps[0].json and json.loads(st.steps[0].json)["expanded"] is False
+    assert not changed_since_settled(st.steps[0]), "settled again with its new JSON (its old JSON dropped)"
+
+    store = open_store(f"file://{tmp_path}")
+    journal = LineageJournal("abc")
+    journal.snapshot_bytes = 1 << 20  # not due: a journal entry
+    journal.write_entry(store, dumps, {"phase": "Running"})
+    entry = json.loads(store.get_bytes("runs/abc/lineage-journal-00000001.json"))
+    assert entry["steps"] == [[i, json.loads(dumps.dumps[i])] for i in range(4)]
+    assert entry["steps"][1][1] == new[0].model_dump(mode="json", exclude_none=True)
+
+
+def test_a_planner_told_to_makes_new_steps_settled_that_dump_as_their_models():
+    from datetime import datetime, timezone
+
+    from searchrun.api import SearchRunSpec
+    from searchrun.engine.planner import Planner
+
+    spec = SearchRunSpec(query="q")
+    made = {}
+    for compact in (False, True):
+        st = SearchRunStatus(steps=[_traverse()])
+        p = Planner(spec, st, datetime(2026, 12, 2, tzinfo=timezone.utc), "abc")
+        p.idx.compact_new = dump_json if compact else None
+        s = p.add_step("t0-1-0", "traverse_node", ["t0-1"], depth=3, doc="e0")
+        s.via, s.why = "cites", "because"  # as Planner.spawn writes a new child
+        p.commit_allowance(s, 500)
+        q = p.add_step("t0-1-1", "traverse_node", ["t0-1"], depth=3, doc="e1")
+        q.message = "skipped: token budget spent"  # a field not kept: thawed
+        assert p.idx.by_id["t0-1-0"] is s and st.steps[1] is s
+        made[compact] = (s, q)
+    (s, q), (v, w) = made[False], made[True]
+    assert isinstance(v, SettledStep) and v.thawed is None and not isinstance(s, SettledStep)
+    assert isinstance(w, SettledStep) and w.thawed is not None
+    for a, b in ((s, v), (q, w)):
+        assert dump_json(b.model_dump(mode="json", exclude_none=True)) == _raw(a), "the same bytes as its model's"

@@ -36,6 +36,10 @@ class LineageIndex:
         # Ids of steps added or changed by the current ``reconcile`` call (``Decision.changed``).
         # A status the executor hands in is what it already has: nothing in it is new to it.
         self.dirty: set[str] = set()
+        # Set by an executor that holds settled steps as JSON (the kube executor, once a run is
+        # offloaded) to its serializer (dict -> bytes): a new step is then made settled with it
+        # (``Planner.add_step``), its model dropped at once.
+        self.compact_new = None
         for s in status.steps:
             self.add(s)
         self.n = len(status.steps)

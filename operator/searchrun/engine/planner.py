@@ -16,6 +16,7 @@ from . import retries
 from .budget import MIN_STEP_TOKENS, BudgetAccount
 from .index import IN_FLIGHT, index_of
 from .resume import mark_reused
+from .settled import SettledStep
 from .types import (
     AGGREGATE, DETECT, P_BACKOFF, P_QUEUED, P_RUNNING, P_SKIPPED, P_SUCCEEDED, PLAN, SIMPLE,
     Event, JobNamer, Observation, StartStep, StepResult, iso, path_key, step_attempt_name,
@@ -47,6 +48,8 @@ class Planner:
         if id in self.idx.by_id:
             return self.idx.by_id[id]
         s = StepStatus(id=id, type=getattr(type, "value", type), parents=list(parents), depth=depth, doc=doc)
+        if self.idx.compact_new is not None:  # a wave adds thousands: no model each (writes patch or thaw it)
+            s = SettledStep(s, self.idx.compact_new(s.model_dump(mode="json", exclude_none=True)))
         self.st.steps.append(s)
         self.idx.add(s)
         self.idx.n += 1

@@ -20,7 +20,8 @@ from typing import Optional
 
 from ...api import LineageSummary, SearchRunStatus, StepStatus
 from ...artifacts import ArtifactNotFound, ArtifactStore, dump_json, run_key
-from ...engine.settled import changed_since_settled, settle
+from ...engine.index import index_of
+from ...engine.settled import changed_since_settled, is_settled, settle
 from ..base import lineage_key
 
 JOURNAL_PREFIX = "lineage-journal-"  # beside lineage.json: lineage-journal-00000001.json, ...
@@ -94,12 +95,21 @@ class StepDumps:
         self.by_phase: dict[str, int] = {}
         self.unwritten: set[int] = set()  # positions changed since the lineage was last written
         self.touched: set[int] = set()    # positions added or changed since the last ``settle``
+        # Once the lineage is offloaded (``settle`` was called), a new step that is settled (a
+        # wave's thousands of Queued steps) is held as its JSON at once: no dict beside its model
+        # until the store has it, and the model dropped as soon as its JSON is made.
+        self.settle_new = False
         for s in status.steps:
             self._append(s)
 
     def _append(self, s: StepStatus) -> None:
         i, d = len(self.dumps), _dump_step(s)
-        self.dumps.append(d)
+        if self.settle_new and is_settled(s, index_of(self.status).held):
+            raw = dump_json(d)
+            settle(self.status, [i], lambda _: raw)
+            self.dumps.append(self.status.steps[i].json)
+        else:
+            self.dumps.append(d)
         self.pos[s.id] = i
         n = _json_size(d)
         self.sizes.append(n)
@@ -141,10 +151,12 @@ class StepDumps:
             if d == old:
                 continue
             if compact and getattr(steps[i], "thawed", True) is None:
-                # a settled step's field written (``expanded``, by its wave): it stays JSON (the
-                # previous dump: what record_pass reads of it)
+                # a settled step's field written (``expanded``, by its wave): it stays JSON, settled
+                # again with it now (its old JSON dropped: a wave writes thousands); the previous
+                # dump as much as record_pass reads of it
                 prev[sid] = {k: old[k] for k in ("id", "type", "phase", "expanded") if k in old}
-                self.dumps[i] = dump_json(d)
+                steps[i]._freeze(steps[i], dump_json(d))
+                self.dumps[i] = steps[i].json
             else:
                 prev[sid] = old
                 self.dumps[i] = d  # replaced, never changed in place: an earlier patch body keeps the old one
@@ -178,6 +190,8 @@ class StepDumps:
         for i in done:
             self.dumps[i] = self.status.steps[i].json
         self.touched |= keep  # tried again once written
+        self.settle_new = True
+        index_of(self.status).compact_new = dump_json  # new steps settled as the engine makes them
         return len(done)
 
     @property
@@ -201,17 +215,18 @@ def _with_steps(data: bytes, steps: list) -> bytes:
     the bytes ``dump_json`` gives for the document with the steps in it."""
     mark = dump_json(_STEPS_MARK)
     assert data.count(mark) == 1, "the steps' mark appears once"
-    def one(s) -> bytes:
-        if isinstance(s, tuple):  # a journal entry's [position, step]
-            return b"[%d,%s]" % (s[0], one(s[1]))
-        return s if isinstance(s, bytes) else dump_json(s)
-
     head, tail = data.split(mark)
     parts = [head, b"["]
     for k, s in enumerate(steps):
         if k:
             parts.append(b",")
-        parts.append(one(s))
+        if isinstance(s, tuple):  # a journal entry's [position, step]: its parts, the step's bytes not copied
+            parts.append(b"[%d," % s[0])
+            s = s[1]
+            parts.append(s if isinstance(s, bytes) else dump_json(s))
+            parts.append(b"]")
+        else:
+            parts.append(s if isinstance(s, bytes) else dump_json(s))
     parts += [b"]", tail]
     return b"".join(parts)  # one copy of the steps' bytes (a 10,000-step lineage is ~12 MB)
 

@@ -31,6 +31,7 @@ from .client import KubeClient
 from .config import OperatorConfig
 from .events import EventSink, merge_events
 from .fanout_pass import create_group_job, group_observations, group_starts
+from .jobwatch import drop_applied
 from .jobs import A_ATTEMPT, build_job, job_name, job_state, observe_job, pod_error
 from .lineage_store import LineageJournal, StepDumps, restore_lineage, restore_status
 from .answered import AnsweredSteps
@@ -405,6 +406,7 @@ class RunReconciler(AnsweredSteps):
         elif calls:
             calls[0]()
         record_handoff(self.cache, self.uid, obs, jobs, len(need))  # the steps this pass gave a Job
+        drop_applied(self.cache, self.uid, obs, jobs, d.running)  # finished Jobs of applied steps
         if self.create_errors or self.recalled:  # come back at once for what is known already
             self.cache.on_change(self.uid)
         self._recall().after_pass(d, obs, answered, self.dumps.pos if self.dumps is not None else None)
