@@ -89,17 +89,18 @@ if [[ $# -eq 0 && "${SEARCHRUN_UNIT_ALONGSIDE:-1}" == 1 ]]; then
   # session's operators watch their own namespaces and their webhooks judge only those
   # (tests/support/session.py). The unit tests (no cluster; about 2 min of one core) run in a
   # third session beside them. SEARCHRUN_CLUSTER_SESSIONS=1: the cluster tests in one session.
+  side_session "unit tests (tests/unit, a pytest session beside the cluster tests)" "$logs/unit-tests.log" \
+    SEARCHRUN_TEST_SESSION=unit -- tests/unit
+  unit=$!
   cluster_started=""
   if [[ "${SEARCHRUN_CLUSTER_SESSIONS:-2}" == 2 && -z "${SEARCHRUN_TEST_KUBECONFIG:-}" && -z "${SEARCHRUN_USE_EXISTING_CLUSTER:-}" ]]; then
     # Up once, before both sessions (each then finds it up and leaves it up); down at the end.
     if ! hack/local-cluster.sh status >/dev/null 2>&1; then cluster_started=1; fi
     mkdir -p "$logs"
-    SEARCHRUN_CONSOLE="/proc/$$/fd/2" hack/local-cluster.sh up >/dev/null 2>"$logs/local-cluster-up.log" \
+    # (its stderr to the log, its "==> " lines to the console; the daemons it starts log to files)
+    hack/local-cluster.sh up >/dev/null 2> >(tee "$logs/local-cluster-up.log" | grep --line-buffered '^==> ' >&2) \
       || progress_note "hack/local-cluster.sh up failed: the sessions will say why (log $logs/local-cluster-up.log)"
   fi
-  side_session "unit tests (tests/unit, a pytest session beside the cluster tests)" "$logs/unit-tests.log" \
-    SEARCHRUN_TEST_SESSION=unit -- tests/unit
-  unit=$!
   reliability=""
   if [[ "${SEARCHRUN_CLUSTER_SESSIONS:-2}" == 2 ]]; then
     side_session "cluster tests, second session (tests/reliability)" "$logs/reliability-tests.log" \
