@@ -261,17 +261,42 @@ def _local_cluster_up(script: Path, logs: Path) -> Cluster:
             subprocess.run([str(script), "down"], capture_output=True, text=True)
 
 
+# Every session on the cluster holds this lock shared; a test that disturbs the whole cluster
+# (cluster_to_itself) holds it exclusive, so that it waits for the other sessions to end.
+SESSIONS_LOCK = CACHE / "test-logs" / ".cluster-sessions.lock"
+_sessions_lock: dict = {}
+
+
 @pytest.fixture(scope="session")
 def cluster() -> Cluster:
     c = _existing_cluster() or _local_cluster()
+    SESSIONS_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    _sessions_lock["file"] = SESSIONS_LOCK.open("w")
+    fcntl.flock(_sessions_lock["file"], fcntl.LOCK_SH)
     try:
         probe = c.kubectl("get", "--raw", "/readyz", check=False, timeout=30)
         if probe.returncode != 0:
             _unavailable(f"API server at {c.kubeconfig} is not ready: {probe.stderr.strip()}")
         yield c
     finally:
+        _sessions_lock.pop("file").close()  # closing releases it
         if c.started_here and not _truthy("SEARCHRUN_KEEP_CLUSTER"):
             subprocess.run([str(HACK / "local-cluster.sh"), "down"], capture_output=True, text=True)
+
+
+@pytest.fixture
+def cluster_to_itself(cluster: Cluster):
+    """The cluster, once no other test session uses it (for tests marked cluster_exclusive, which
+    tests/conftest.py orders last): this session's shared lock becomes exclusive for the test."""
+    f = _sessions_lock["file"]
+    t0 = time.monotonic()
+    fcntl.flock(f, fcntl.LOCK_EX)  # converts this session's shared lock
+    if (waited := time.monotonic() - t0) > 1:
+        say(f"waited {waited:.0f} s for the other test sessions on the cluster to end")
+    try:
+        yield cluster
+    finally:
+        fcntl.flock(f, fcntl.LOCK_SH)
 
 
 @pytest.fixture

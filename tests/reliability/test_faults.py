@@ -267,7 +267,9 @@ def restart_apiserver(cluster) -> tuple[float, float]:
     return t_stopped - t0, time.monotonic() - t_stopped
 
 
-def test_api_server_restarted_mid_run(cluster, operator, run_ns, rel_s3):
+@pytest.mark.cluster_exclusive
+def test_api_server_restarted_mid_run(cluster_to_itself, operator, run_ns, rel_s3):
+    cluster = cluster_to_itself
     if _apiserver_state(cluster) is None:
         pytest.skip("restarting the API server needs the local cluster (hack/local-cluster.sh)")
     apply(cluster, run_ns, small_deep("apiserver-restart"))
