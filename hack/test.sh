@@ -11,8 +11,10 @@
 #   - chromium (headless) for the report's browser test, installed here when missing (as root)
 # Builds are cached in $SEARCHRUN_CACHE (default ~/.cache/searchrun, the same as .ci/run).
 # Long phases print "==> " lines (start, every minute, end with the duration) on the console.
-# With no arguments, tests/unit runs in a second pytest session beside the cluster tests (log in
-# $SEARCHRUN_CACHE/test-logs/unit-tests.log; SEARCHRUN_UNIT_ALONGSIDE=0: one session).
+# With no arguments, three pytest sessions run at once: the cluster tests as two (tests/reliability
+# in the second, log $SEARCHRUN_CACHE/test-logs/reliability-tests.log) on one cluster brought up
+# here first, and tests/unit (log unit-tests.log). SEARCHRUN_CLUSTER_SESSIONS=1: the cluster tests
+# in one session; SEARCHRUN_UNIT_ALONGSIDE=0: everything in one session.
 # Extra arguments go to pytest (one session), e.g. `hack/test.sh tests/unit -x`.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -54,29 +56,70 @@ if command -v go >/dev/null && [[ "${SEARCHRUN_S3_SERVER:-seaweedfs}" == seaweed
 fi
 progress_start "pytest session"
 set +e
-if [[ $# -eq 0 && "${SEARCHRUN_UNIT_ALONGSIDE:-1}" == 1 ]]; then
-  # The unit tests (no cluster; about 2 min of one core) run in a second session beside the
-  # cluster tests, which mostly wait on the cluster: the whole run is shorter by about their
-  # length. Their output goes to a log; its summary (and any failure) is printed at the end.
-  unit_log="$SEARCHRUN_CACHE/test-logs/unit-tests.log"
-  mkdir -p "$(dirname "$unit_log")"
+# A pytest session whose output goes to a log; its summary (and any failure) is printed at the end.
+#   side_session NAME LOG ENV... -- PYTEST_ARGS...   (runs in the background; sets $! )
+side_session() {
+  local name="$1" log="$2"
+  shift 2
+  local envs=()
+  while [[ "$1" != -- ]]; do envs+=("$1"); shift; done
+  shift
+  mkdir -p "$(dirname "$log")"
   (
-    uphase="unit tests (tests/unit, a second pytest session beside the cluster tests; log $unit_log)"
-    progress_start "$uphase"
-    .venv/bin/python -m pytest -q -p no:cacheprovider tests/unit >"$unit_log" 2>&1
-    u=$?
-    progress_end "$uphase" "finished (exit $u): $(tail -1 "$unit_log")"
-    exit $u
+    progress_start "$name (log $log)"
+    env "${envs[@]}" .venv/bin/python -m pytest -q -p no:cacheprovider "$@" >"$log" 2>&1
+    r=$?
+    progress_end "$name (log $log)" "finished (exit $r): $(tail -1 "$log")"
+    exit $r
   ) &
+}
+# side_result RC LOG NAME: print a failed side session's end; fold its exit code into $rc
+side_result() {
+  local r="$1" log="$2" name="$3"
+  if [[ $r -ne 0 ]]; then
+    echo "---- $name failed (exit $r); the end of $log:" >&2
+    tail -80 "$log" >&2
+    [[ $rc -ne 0 && $rc -ne 5 ]] || rc=$r
+  fi
+}
+logs="$SEARCHRUN_CACHE/test-logs"
+if [[ $# -eq 0 && "${SEARCHRUN_UNIT_ALONGSIDE:-1}" == 1 ]]; then
+  # The cluster tests mostly wait on the cluster (a warm run used about a third of the CPU), so
+  # they run as two sessions at once, tests/reliability beside the rest, on one cluster: each
+  # session's operators watch their own namespaces and their webhooks judge only those
+  # (tests/support/session.py). The unit tests (no cluster; about 2 min of one core) run in a
+  # third session beside them. SEARCHRUN_CLUSTER_SESSIONS=1: the cluster tests in one session.
+  side_session "unit tests (tests/unit, a pytest session beside the cluster tests)" "$logs/unit-tests.log" \
+    SEARCHRUN_TEST_SESSION=unit -- tests/unit
   unit=$!
-  .venv/bin/python -m pytest -q -p no:cacheprovider --ignore=tests/unit  # every other test dir, a new one too
+  cluster_started=""
+  if [[ "${SEARCHRUN_CLUSTER_SESSIONS:-2}" == 2 && -z "${SEARCHRUN_TEST_KUBECONFIG:-}" && -z "${SEARCHRUN_USE_EXISTING_CLUSTER:-}" ]]; then
+    # Up once, before both sessions (each then finds it up and leaves it up); down at the end.
+    if ! hack/local-cluster.sh status >/dev/null 2>&1; then cluster_started=1; fi
+    mkdir -p "$logs"
+    # (its stderr to the log, its "==> " lines to the console; the daemons it starts log to files)
+    hack/local-cluster.sh up >/dev/null 2> >(tee "$logs/local-cluster-up.log" | grep --line-buffered '^==> ' >&2) \
+      || progress_note "hack/local-cluster.sh up failed: the sessions will say why (log $logs/local-cluster-up.log)"
+  fi
+  reliability=""
+  if [[ "${SEARCHRUN_CLUSTER_SESSIONS:-2}" == 2 ]]; then
+    side_session "cluster tests, second session (tests/reliability)" "$logs/reliability-tests.log" \
+      SEARCHRUN_TEST_SESSION=b SEARCHRUN_KEEP_CLUSTER=1 -- --basetemp=/tmp/searchrun-pytest-b tests/reliability
+    reliability=$!
+    SEARCHRUN_TEST_SESSION=a SEARCHRUN_KEEP_CLUSTER=1 .venv/bin/python -m pytest -q -p no:cacheprovider \
+      --basetemp=/tmp/searchrun-pytest-a --ignore=tests/unit --ignore=tests/reliability  # every other test dir, a new one too
+  else
+    .venv/bin/python -m pytest -q -p no:cacheprovider --ignore=tests/unit  # every other test dir, a new one too
+  fi
   rc=$?
+  if [[ -n "$reliability" ]]; then
+    wait "$reliability"
+    side_result $? "$logs/reliability-tests.log" "cluster tests, second session (tests/reliability)"
+  fi
   wait "$unit"
-  urc=$?
-  if [[ $urc -ne 0 ]]; then
-    echo "---- unit tests failed (exit $urc); the end of $unit_log:" >&2
-    tail -60 "$unit_log" >&2
-    [[ $rc -ne 0 && $rc -ne 5 ]] || rc=$urc
+  side_result $? "$logs/unit-tests.log" "unit tests"
+  if [[ -n "$cluster_started" && "${SEARCHRUN_KEEP_CLUSTER:-}" != 1 ]]; then
+    hack/local-cluster.sh down >/dev/null 2>&1 || progress_note "hack/local-cluster.sh down failed"
   fi
 else
   .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

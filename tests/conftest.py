@@ -47,8 +47,10 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(session, config, items):
     """The tests that need the model server run last: hack/test.sh builds its wheel in the
-    background at the lowest CPU priority, on what the other tests leave idle."""
-    items.sort(key=lambda item: "model_server_build" in item.fixturenames)  # stable: the rest keep their order
+    background at the lowest CPU priority, on what the other tests leave idle. After them, the
+    tests that disturb the whole cluster: they wait for the other session on it to end."""
+    items.sort(key=lambda item: ("model_server_build" in item.fixturenames,
+                                 item.get_closest_marker("cluster_exclusive") is not None))  # stable
 
 # ------------------------------------------------------------------ S3 (SeaweedFS, or moto)
 

@@ -18,6 +18,7 @@ When a cluster cannot be had the tests are skipped with the reason; when ``CI`` 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ from typing import Any
 import pytest
 
 from support.console import say
+from support.session import SESSION
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HACK = REPO_ROOT / "hack"
@@ -196,19 +199,36 @@ def _local_cluster() -> Cluster:
         _unavailable(f"Kubernetes binaries are not cached in {k8s_bin} and `go` is not installed to build them")
     script = HACK / "local-cluster.sh"
     logs = CACHE / "test-logs"
+    with _setup_lock(logs):  # two sessions at once (hack/test.sh): one builds the image, the other waits
+        return _local_cluster_up(script, logs)
+
+
+@contextmanager
+def _setup_lock(logs: Path):
+    logs.mkdir(parents=True, exist_ok=True)
+    with (logs / ".cluster-setup.lock").open("w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _local_cluster_up(script: Path, logs: Path) -> Cluster:
+    suffix = "" if SESSION == "solo" else f"-{SESSION}"  # each session's own logs
 
     already_up = subprocess.run([str(script), "status"], capture_output=True, text=True).returncode == 0
     t0 = time.monotonic()
+    up_log, image_log = logs / f"local-cluster-up{suffix}.log", logs / f"build-images{suffix}.log"
     say(f"local cluster: {'already up, checking it' if already_up else 'bringing it up'} "
-        f"(cache {CACHE}; logs {logs}/local-cluster-up.log, build-images.log)")
+        f"(cache {CACHE}; logs {up_log}, {image_log})")
     try:
-        up = _run_logged([str(script), "up"], logs / "local-cluster-up.log", timeout=3600)
+        up = _run_logged([str(script), "up"], up_log, timeout=3600)
     except subprocess.TimeoutExpired:
-        _unavailable(f"hack/local-cluster.sh up timed out (log: {logs / 'local-cluster-up.log'})")
+        _unavailable(f"hack/local-cluster.sh up timed out (log: {up_log})")
     if up.returncode != 0:
         _unavailable(
-            f"hack/local-cluster.sh up failed (exit {up.returncode}); log {logs / 'local-cluster-up.log'}:\n"
-            + _tail(logs / "local-cluster-up.log")
+            f"hack/local-cluster.sh up failed (exit {up.returncode}); log {up_log}:\n" + _tail(up_log)
         )
     started_here = not already_up
     cluster: Cluster | None = None
@@ -217,13 +237,12 @@ def _local_cluster() -> Cluster:
         say(f"local cluster ready in {time.monotonic() - t0:.0f} s; building and loading the image")
         t1 = time.monotonic()
         try:
-            img = _run_logged([str(HACK / "build-images.sh")], logs / "build-images.log", timeout=3600)
+            img = _run_logged([str(HACK / "build-images.sh")], image_log, timeout=3600)
         except subprocess.TimeoutExpired:
-            _unavailable(f"hack/build-images.sh timed out (log: {logs / 'build-images.log'})")
+            _unavailable(f"hack/build-images.sh timed out (log: {image_log})")
         if img.returncode != 0:
             _unavailable(
-                f"hack/build-images.sh failed (exit {img.returncode}); log {logs / 'build-images.log'}:\n"
-                + _tail(logs / "build-images.log")
+                f"hack/build-images.sh failed (exit {img.returncode}); log {image_log}:\n" + _tail(image_log)
             )
         cluster = Cluster(
             kubeconfig=env["KUBECONFIG"],
@@ -242,17 +261,42 @@ def _local_cluster() -> Cluster:
             subprocess.run([str(script), "down"], capture_output=True, text=True)
 
 
+# Every session on the cluster holds this lock shared; a test that disturbs the whole cluster
+# (cluster_to_itself) holds it exclusive, so that it waits for the other sessions to end.
+SESSIONS_LOCK = CACHE / "test-logs" / ".cluster-sessions.lock"
+_sessions_lock: dict = {}
+
+
 @pytest.fixture(scope="session")
 def cluster() -> Cluster:
     c = _existing_cluster() or _local_cluster()
+    SESSIONS_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    _sessions_lock["file"] = SESSIONS_LOCK.open("w")
+    fcntl.flock(_sessions_lock["file"], fcntl.LOCK_SH)
     try:
         probe = c.kubectl("get", "--raw", "/readyz", check=False, timeout=30)
         if probe.returncode != 0:
             _unavailable(f"API server at {c.kubeconfig} is not ready: {probe.stderr.strip()}")
         yield c
     finally:
+        _sessions_lock.pop("file").close()  # closing releases it
         if c.started_here and not _truthy("SEARCHRUN_KEEP_CLUSTER"):
             subprocess.run([str(HACK / "local-cluster.sh"), "down"], capture_output=True, text=True)
+
+
+@pytest.fixture
+def cluster_to_itself(cluster: Cluster):
+    """The cluster, once no other test session uses it (for tests marked cluster_exclusive, which
+    tests/conftest.py orders last): this session's shared lock becomes exclusive for the test."""
+    f = _sessions_lock["file"]
+    t0 = time.monotonic()
+    fcntl.flock(f, fcntl.LOCK_EX)  # converts this session's shared lock
+    if (waited := time.monotonic() - t0) > 1:
+        say(f"waited {waited:.0f} s for the other test sessions on the cluster to end")
+    try:
+        yield cluster
+    finally:
+        fcntl.flock(f, fcntl.LOCK_SH)
 
 
 @pytest.fixture

@@ -17,13 +17,14 @@ from support.operator_process import Operator
 from support.runs import (TEST_OPERATOR_CONFIG, apply, assert_budgets_hold, assert_jobs_match_lineage, get_run, manifest,
                           run_jobs, s3_object, wait_finished)
 from support.s3server import S3Server, free_port
+from support.session import label_args, namespace_prefix
 
 pytestmark = [pytest.mark.cluster, pytest.mark.s3]
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
 BUCKET = "searchrun"
-NS_PREFIX = "srop-"  # the operator under test watches only these namespaces
+NS_PREFIX = namespace_prefix("srop")  # the operator under test watches only these namespaces
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +57,7 @@ def run_ns(cluster, cluster_s3):
     """A fresh namespace with the Secret step pods read their S3 credentials from."""
     namespace = f"{NS_PREFIX}{uuid.uuid4().hex[:8]}"
     cluster.kubectl("create", "namespace", namespace)
+    cluster.kubectl("label", "namespace", namespace, *label_args())
     cluster.kubectl("-n", namespace, "create", "secret", "generic", "searchrun-s3",
                     f"--from-literal=AWS_ACCESS_KEY_ID={cluster_s3.access_key}",
                     f"--from-literal=AWS_SECRET_ACCESS_KEY={cluster_s3.secret_key}")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from integration.conftest import Cluster, cluster  # noqa: F401  (the session's cluster fixture)
+from integration.conftest import Cluster, cluster, cluster_to_itself  # noqa: F401  (the session's cluster fixtures)
 from support.reliability import FIGURES, ProxiedS3, delete_namespace, make_namespace, running_operator
 from support.runs import BUCKET
 from support.s3server import S3Server, free_port

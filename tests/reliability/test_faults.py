@@ -17,6 +17,7 @@ import pytest
 from searchrun.executors.kube.jobs import job_name
 from support.fake_openai import FakeOpenAI
 from support.reliability import JobRecorder, figure
+from support.session import WEBHOOK_CONFIG
 from support.runs import (BUCKET, EXAMPLES, apply, assert_budgets_hold, assert_jobs_match_lineage, get_run, manifest,
                           run_jobs, wait_finished)
 
@@ -266,7 +267,9 @@ def restart_apiserver(cluster) -> tuple[float, float]:
     return t_stopped - t0, time.monotonic() - t_stopped
 
 
-def test_api_server_restarted_mid_run(cluster, operator, run_ns, rel_s3):
+@pytest.mark.cluster_exclusive
+def test_api_server_restarted_mid_run(cluster_to_itself, operator, run_ns, rel_s3):
+    cluster = cluster_to_itself
     if _apiserver_state(cluster) is None:
         pytest.skip("restarting the API server needs the local cluster (hack/local-cluster.sh)")
     apply(cluster, run_ns, small_deep("apiserver-restart"))
@@ -295,7 +298,7 @@ def test_webhook_down_fails_closed_and_the_schema_still_validates(cluster, opera
     alternative we did not choose) the CRD schema still rejects invalid fields, but the cluster's
     caps are no longer enforced: the reason for Fail."""
     for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
-        cfg = cluster.kubectl_json("get", kind, "searchrun.dev")
+        cfg = cluster.kubectl_json("get", kind, WEBHOOK_CONFIG)
         assert {w["failurePolicy"] for w in cfg["webhooks"]} == {"Fail"}, cfg["webhooks"]
     ok = _named(EXAMPLES / "searchrun-simple.yaml", "while-down")
     over_cap = _named(EXAMPLES / "searchrun-simple.yaml", "over-cap", budget__maxAgents=7, budget__maxSteps=20)  # cap 5, schema max 10
@@ -304,7 +307,7 @@ def test_webhook_down_fails_closed_and_the_schema_still_validates(cluster, opera
     try:
         r = apply(cluster, run_ns, ok, check=False)
         assert r.returncode != 0
-        assert "failed calling webhook" in r.stderr and "searchrun.dev" in r.stderr, r.stderr
+        assert "failed calling webhook" in r.stderr and WEBHOOK_CONFIG in r.stderr, r.stderr
         figure("webhook down: error", r.stderr.strip().splitlines()[-1][:300])
         assert cluster.kubectl("-n", run_ns, "get", "sr", "while-down", check=False).returncode != 0, "nothing was created"
         r = apply(cluster, run_ns, bad, check=False)
@@ -312,7 +315,7 @@ def test_webhook_down_fails_closed_and_the_schema_still_validates(cluster, opera
         assert r.returncode != 0 and "failed calling webhook" in r.stderr, r.stderr
 
         for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
-            cluster.kubectl("patch", kind, "searchrun.dev", "--type=json", "-p",
+            cluster.kubectl("patch", kind, WEBHOOK_CONFIG, "--type=json", "-p",
                             json.dumps([{"op": "replace", "path": "/webhooks/0/failurePolicy", "value": "Ignore"}]))
         r = apply(cluster, run_ns, bad, check=False)
         assert r.returncode != 0 and "spec.budget.maxDepth" in r.stderr, r.stderr
@@ -322,7 +325,7 @@ def test_webhook_down_fails_closed_and_the_schema_still_validates(cluster, opera
     finally:
         operator.start()  # kopf puts its configurations back (failurePolicy Fail)
     for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
-        cfg = cluster.kubectl_json("get", kind, "searchrun.dev")
+        cfg = cluster.kubectl_json("get", kind, WEBHOOK_CONFIG)
         assert {w["failurePolicy"] for w in cfg["webhooks"]} == {"Fail"}
     r = cluster.kubectl("-n", run_ns, "create", "--dry-run=server", "-f", "-", input=json.dumps(over_cap), check=False)
     assert r.returncode != 0 and "spec.budget.maxAgents: 7 exceeds the cluster's limit of 5" in r.stderr, r.stderr

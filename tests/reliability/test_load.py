@@ -16,7 +16,8 @@ from searchrun.executors.kube.jobs import JOB_SELECTOR, job_state
 from support.reliability import DEFAULT_CONFIG, delete_namespace, figure, make_namespace, running_operator
 from support.runs import EXAMPLES, manifest
 
-pytestmark = [pytest.mark.cluster, pytest.mark.s3, pytest.mark.slow]
+# It loads the whole cluster (about 230 step pods at once): it runs alone on it, last.
+pytestmark = [pytest.mark.cluster, pytest.mark.s3, pytest.mark.slow, pytest.mark.cluster_exclusive]
 
 NAMESPACES = 5
 SIMPLE_PER_NS = 8
@@ -115,7 +116,8 @@ class Sampler(threading.Thread):
         self.samples += 1
 
 
-def test_50_runs_at_once_in_5_namespaces_keep_their_budgets(cluster, load_operator, rel_s3):
+def test_50_runs_at_once_in_5_namespaces_keep_their_budgets(cluster_to_itself, load_operator, rel_s3):
+    cluster = cluster_to_itself
     op = load_operator
     namespaces = [make_namespace(cluster, rel_s3) for _ in range(NAMESPACES)]
     try:

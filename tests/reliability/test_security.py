@@ -20,6 +20,7 @@ from searchrun.artifacts import FileStore, open_store, run_key, run_prefix, step
 from support.fake_openai import FakeOpenAI
 from support.reliability import delete_namespace, figure, make_namespace
 from support.runs import BUCKET, EXAMPLES, REPO, apply, assert_jobs_match_lineage, manifest, wait_finished
+from support.session import WEBHOOK_CONFIG
 
 CHART = REPO / "charts" / "searchrun-operator"
 RBAC_KINDS = {"ServiceAccount", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"}
@@ -271,7 +272,7 @@ def test_the_webhook_refuses_agent_endpoints_outside_the_policy(cluster, operato
     doc = manifest(EXAMPLES / "searchrun-simple.yaml", agent={"type": "openai", "baseURL": base_url, "model": "m"})
     r = apply(cluster, run_ns, doc, check=False)
     assert r.returncode != 0, r.stdout
-    assert 'admission webhook "validate.searchrun.dev" denied the request' in r.stderr, r.stderr
+    assert f'admission webhook "validate.{WEBHOOK_CONFIG}" denied the request' in r.stderr, r.stderr
     assert f"spec.agent.baseURL: {rule}, refused by the cluster's agent endpoint policy (policy.agentEndpoints)" in r.stderr, r.stderr
     assert cluster.kubectl("-n", run_ns, "get", "jobs", "-o", "name").stdout.strip() == "", "no step was started"
 

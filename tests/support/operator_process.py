@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,8 +16,7 @@ import yaml
 from .console import say
 from .runs import with_test_agent_endpoints
 from .s3server import S3Server, free_port
-
-WEBHOOK_CONFIG = "searchrun.dev"  # kopf's managed webhook configurations
+from .session import WEBHOOK_CONFIG, operator_webhook_config
 
 
 class Operator:
@@ -25,7 +25,9 @@ class Operator:
     def __init__(self, cluster, s3: S3Server, config: dict, workdir: Path, namespaces: str, bucket: str = "searchrun"):
         self.cluster, self.s3, self.workdir = cluster, s3, workdir
         self.config_path = workdir / "operator.yaml"
-        self.config_path.write_text(yaml.safe_dump(with_test_agent_endpoints(config, getattr(cluster, "host_ip", None))))
+        config = {**with_test_agent_endpoints(config, getattr(cluster, "host_ip", None)), **operator_webhook_config()}
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.namespace_selector = config["webhookNamespaceSelector"]
         self.namespaces, self.bucket = namespaces, bucket
         self.metrics_port = free_port("127.0.0.1")
         self.webhook_port = free_port("127.0.0.1")
@@ -55,7 +57,7 @@ class Operator:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.liveness_port}/healthz", timeout=1):
                     pass
-                if self.cluster.kubectl("get", "validatingwebhookconfiguration", WEBHOOK_CONFIG, check=False).returncode == 0:
+                if self.webhooks_in_place():
                     if self.starts == 1:  # restarts (crash tests) stay quiet
                         say(f"operator up in {time.monotonic() - t0:.0f} s (log {self.log_path})")
                     return
@@ -63,6 +65,21 @@ class Operator:
                 pass
             time.sleep(0.3)
         raise AssertionError(f"operator not ready in 60s: {self.log_tail()}")
+
+    def webhooks_in_place(self) -> bool:
+        """Both managed configurations hold their webhooks, each scoped to this session's
+        namespaces (kopf creates a configuration empty, then fills it)."""
+        got = self.cluster.kubectl("get", f"validatingwebhookconfiguration/{WEBHOOK_CONFIG}",
+                                   f"mutatingwebhookconfiguration/{WEBHOOK_CONFIG}", "-o", "json", check=False)
+        if got.returncode != 0:
+            return False
+        items = json.loads(got.stdout).get("items", [])
+        hooks = [h for item in items for h in item.get("webhooks") or []]
+        if len(items) != 2 or not all(item.get("webhooks") for item in items):
+            return False
+        scoped = [h.get("namespaceSelector") == self.namespace_selector for h in hooks]
+        assert all(scoped), f"managed webhooks not scoped to {self.namespace_selector}: {hooks}"
+        return True
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, as a crash."""

@@ -12,9 +12,10 @@ from pathlib import Path
 from .operator_process import Operator
 from .runs import BUCKET, REPO, TEST_OPERATOR_CONFIG
 from .s3server import S3Server
+from .session import label_args, namespace_prefix
 from .tcpproxy import TcpProxy
 
-NS_PREFIX = "srrel-"  # the operators started by the suite watch only these namespaces
+NS_PREFIX = namespace_prefix("srrel")  # the operators started by the suite watch only these namespaces
 
 
 class ProxiedS3:
@@ -47,7 +48,7 @@ DEFAULT_CONFIG = TEST_OPERATOR_CONFIG
 
 @contextmanager
 def running_operator(cluster, s3, workdir: Path, config: dict | None = None):
-    """The operator as a process watching ``srrel-*``, with kopf-managed webhooks (failurePolicy Fail)."""
+    """The operator as a process watching ``srrel-<session>-*``, with kopf-managed webhooks (failurePolicy Fail)."""
     cluster.kubectl("apply", "-f", str(REPO / "crds"))
     cluster.kubectl("wait", "--for=condition=Established", "crd/searchruns.searchrun.dev", "--timeout=60s")
     op = Operator(cluster, s3, config or DEFAULT_CONFIG, workdir, namespaces=f"{NS_PREFIX}*", bucket=BUCKET)
@@ -63,8 +64,7 @@ def make_namespace(cluster, s3, labels: dict[str, str] | None = None) -> str:
     """A fresh watched namespace with the Secret step pods read their S3 credentials from."""
     ns = f"{NS_PREFIX}{uuid.uuid4().hex[:8]}"
     cluster.kubectl("create", "namespace", ns)
-    if labels:
-        cluster.kubectl("label", "namespace", ns, *[f"{k}={v}" for k, v in labels.items()])
+    cluster.kubectl("label", "namespace", ns, *label_args(), *[f"{k}={v}" for k, v in (labels or {}).items()])
     cluster.kubectl("-n", ns, "create", "secret", "generic", "searchrun-s3",
                     f"--from-literal=AWS_ACCESS_KEY_ID={s3.access_key}",
                     f"--from-literal=AWS_SECRET_ACCESS_KEY={s3.secret_key}")

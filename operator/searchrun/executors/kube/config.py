@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,6 +20,23 @@ class StepPodTemplate(BaseModel):
 
     nodeSelector: dict[str, str] = Field(default_factory=dict, description="the pod's spec.nodeSelector")
     tolerations: list[dict[str, Any]] = Field(default_factory=list, description="the pod's spec.tolerations (Kubernetes Toleration objects)")
+
+
+class LabelSelectorRequirement(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(min_length=1, max_length=317)
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: list[str] = Field(default_factory=list)
+
+
+class LabelSelector(BaseModel):
+    """A Kubernetes LabelSelector (of namespaces, for the managed webhooks)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    matchLabels: dict[str, str] = Field(default_factory=dict)
+    matchExpressions: list[LabelSelectorRequirement] = Field(default_factory=list)
 
 
 class OperatorConfig(BaseModel):
@@ -48,6 +65,12 @@ class OperatorConfig(BaseModel):
     webhookHost: Optional[str] = Field(default=None, description="hostname the API server uses for a self-managed webhook")
     webhookCertDir: Optional[str] = Field(default=None, description="tls.crt/tls.key (and ca.crt) mounted here; else self-signed")
     webhookManaged: bool = Field(default=False, description="create the webhook configurations ourselves (development)")
+    webhookManagedName: str = Field(
+        default="searchrun.dev", min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="name of the managed webhook configurations (one per development operator on a cluster)")
+    webhookNamespaceSelector: Optional[LabelSelector] = Field(
+        default=None, description="namespaces whose SearchRuns the managed webhooks judge; unset: the watched "
+                                  "namespaces when they are names, else every namespace")
     webhooks: bool = True
     policy: Policy = Field(default_factory=Policy)
 

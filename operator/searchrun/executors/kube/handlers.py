@@ -25,6 +25,7 @@ from . import resumes, status_guard
 from .client import KubeClient
 from .config import OperatorConfig
 from .jobwatch import JobCache
+from .managed_webhooks import namespace_selector, scope_managed_webhooks
 from .events import EventSink
 from .reconciler import STATUS_PATCH_SECONDS, RunReconciler
 from .run_metrics import forget_run
@@ -138,7 +139,9 @@ def startup(settings: kopf.OperatorSettings, **_) -> None:
     if cfg.webhooks:
         settings.admission.server = _webhook_server(cfg)
         if cfg.webhookManaged:
-            settings.admission.managed = "searchrun.dev"
+            settings.admission.managed = cfg.webhookManagedName
+            explicit = cfg.webhookNamespaceSelector.model_dump(exclude_defaults=True) if cfg.webhookNamespaceSelector else None
+            scope_managed_webhooks(namespace_selector(cfg.namespaces, explicit))
     STATE.kube = KubeClient(_api_client())
     if not STATE.metrics_started:
         metrics.serve(cfg.metricsPort, cfg.metricsAddr)
