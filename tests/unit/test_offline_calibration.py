@@ -15,6 +15,7 @@ from searchrun.agents.offline import OfflineAgent
 from searchrun.agents.scoring import NEAR_LABEL_WEIGHT, SYNONYM_WEIGHT, View, analyse, term_weight
 from searchrun.corpus import load_corpus
 from searchrun.steps.aggregate_results import select
+from support.agent_walk import walk
 
 AIR = Path(__file__).resolve().parents[2] / "bench" / "search" / "dev" / "air.json"
 
@@ -22,20 +23,6 @@ AIR = Path(__file__).resolve().parents[2] / "bench" / "search" / "dev" / "air.js
 @pytest.fixture(scope="module")
 def agent() -> OfflineAgent:
     return OfflineAgent(load_corpus(f"file://{AIR}"), 0.35)
-
-
-def walk(agent: OfflineAgent, query: str, docs: list[str]):
-    """The decisions along ``docs`` (a seed, then each child through the link the parent proposed)."""
-    out, hops, path = [], (), None
-    for i, doc in enumerate(docs):
-        dec = agent.traverse(query, doc, 3, 5000, path)
-        out.append(dec)
-        if i + 1 < len(docs):
-            nxt = docs[i + 1]
-            via = next(p.relation for p in dec.proposals if p.doc_id == nxt)
-            hops = hops + (Hop(doc, agent.corpus.get(doc).title, path.relation if path else None),)
-            path = PathContext(hops, via, dec.note)
-    return out
 
 
 def test_term_weights_follow_how_common_a_word_is():

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from searchrun.agents.base import Hop, PathContext
 from searchrun.agents.link_support import link_support
 from searchrun.agents.offline import OfflineAgent
 from searchrun.agents.scoring import analyse
 from searchrun.corpus import load_corpus
 from searchrun.steps.aggregate_results import select
+from support.agent_walk import walk
 
 DEV = Path(__file__).resolve().parents[2] / "bench" / "search" / "dev"
 
@@ -24,19 +24,6 @@ def agent_for(name: str) -> OfflineAgent:
 @pytest.fixture(scope="module")
 def city() -> OfflineAgent:
     return agent_for("city")
-
-
-def walk(agent: OfflineAgent, query: str, docs: list[str]):
-    """The decisions along ``docs`` (a seed, then each child through the link the parent proposed)."""
-    out, hops, path = [], (), None
-    for i, doc in enumerate(docs):
-        dec = agent.traverse(query, doc, 3, 5000, path)
-        out.append(dec)
-        if i + 1 < len(docs):
-            via = next(p.relation for p in dec.proposals if p.doc_id == docs[i + 1])
-            hops = hops + (Hop(doc, agent.corpus.get(doc).title, path.relation if path else None),)
-            path = PathContext(hops, via, dec.note)
-    return out
 
 
 def test_the_link_that_names_the_relation_asked_is_support(city):
