@@ -45,6 +45,12 @@ class ArtifactStore(abc.ABC):
     def put_bytes(self, key: str, data: bytes, content_type: str = "application/json", overwrite: bool = False) -> str:
         """Write ``data`` at ``key``; return the object's URI (write-once unless ``overwrite``)."""
 
+    def put_parts(self, key: str, parts: list, content_type: str = "application/json", overwrite: bool = False) -> tuple[str, int]:
+        """Write the concatenation of ``parts`` (bytes) at ``key``; the URI and its size. A store that
+        can write in parts overrides this, so a large document is not joined into one buffer first."""
+        data = b"".join(parts)
+        return self.put_bytes(key, data, content_type, overwrite=overwrite), len(data)
+
     @abc.abstractmethod
     def get_bytes(self, key: str) -> bytes:
         """Read ``key``; ArtifactNotFound (an ArtifactError) if it does not exist."""

@@ -28,6 +28,28 @@ class FileStore(ArtifactStore):
     def uri_for(self, key: str) -> str:
         return "file://" + quote(self._path(key).as_posix())
 
+    def put_parts(self, key: str, parts: list, content_type: str = "application/json", overwrite: bool = False) -> tuple[str, int]:
+        """Overwrites are written part by part to a temporary file and moved into place (the same
+        atomic replace as ``put_bytes``), so a 12 MB lineage is not joined in memory first."""
+        if not overwrite:
+            return super().put_parts(key, parts, content_type, overwrite=False)
+        parts = [self._check_data(p) for p in parts]
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=self._TMP_PREFIX, dir=path.parent)
+        try:
+            os.fchmod(fd, 0o644)
+            with os.fdopen(fd, "wb") as f:
+                f.writelines(parts)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+            tmp = None
+        finally:
+            if tmp is not None:
+                os.unlink(tmp)
+        return self.uri_for(key), sum(len(p) for p in parts)
+
     def put_bytes(self, key: str, data: bytes, content_type: str = "application/json", overwrite: bool = False) -> str:
         data = self._check_data(data)
         path = self._path(key)

@@ -213,6 +213,11 @@ _STEPS_MARK = "searchrun:steps-spliced-here:7f3c0d9e"
 def _with_steps(data: bytes, steps: list) -> bytes:
     """``data`` (dump_json of a document whose steps are ``_STEPS_MARK``) with the steps' array:
     the bytes ``dump_json`` gives for the document with the steps in it."""
+    return b"".join(_parts_with_steps(data, steps))
+
+
+def _parts_with_steps(data: bytes, steps: list) -> list:
+    """``_with_steps`` as its parts, the steps' bytes not copied: a store writes them in turn."""
     mark = dump_json(_STEPS_MARK)
     assert data.count(mark) == 1, "the steps' mark appears once"
     head, tail = data.split(mark)
@@ -228,7 +233,7 @@ def _with_steps(data: bytes, steps: list) -> bytes:
         else:
             parts.append(s if isinstance(s, bytes) else dump_json(s))
     parts += [b"]", tail]
-    return b"".join(parts)  # one copy of the steps' bytes (a 10,000-step lineage is ~12 MB)
+    return parts
 
 
 class LineageJournal:
@@ -253,9 +258,8 @@ class LineageJournal:
         document, spliced from each step's JSON (settled steps are JSON already)."""
         doc["status"]["steps"] = _STEPS_MARK
         doc["journal"] = {"seq": self.seq}
-        data = _with_steps(dump_json(doc), dumps.dumps)
-        uri = store.put_bytes(self.key, data, overwrite=True)
-        self.snapshot_bytes, self.journal_bytes = len(data), 0
+        uri, size = store.put_parts(self.key, _parts_with_steps(dump_json(doc), dumps.dumps), overwrite=True)
+        self.snapshot_bytes, self.journal_bytes = size, 0
         dumps.unwritten.clear()
         self.scalars = {k: v for k, v in doc["status"].items() if k != "steps"}
         return uri
@@ -269,9 +273,9 @@ class LineageJournal:
         if dumps.unwritten or any(scalars.get(k) != last.get(k) for k in set(scalars) | set(last) if k not in volatile + ("steps",)):
             seq = self.seq + 1
             entry = {"seq": seq, "status": scalars, "steps": _STEPS_MARK}
-            data = _with_steps(dump_json(entry), [(i, dumps.dumps[i]) for i in sorted(dumps.unwritten)])
-            store.put_bytes(run_key(self.run_uid, f"{JOURNAL_PREFIX}{seq:08d}.json"), data, overwrite=True)
-            self.seq, self.journal_bytes = seq, self.journal_bytes + len(data)
+            parts = _parts_with_steps(dump_json(entry), [(i, dumps.dumps[i]) for i in sorted(dumps.unwritten)])
+            _, size = store.put_parts(run_key(self.run_uid, f"{JOURNAL_PREFIX}{seq:08d}.json"), parts, overwrite=True)
+            self.seq, self.journal_bytes = seq, self.journal_bytes + size
             self.scalars = scalars
             dumps.unwritten.clear()
         return store.uri_for(self.key)
