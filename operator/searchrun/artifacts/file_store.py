@@ -28,41 +28,27 @@ class FileStore(ArtifactStore):
     def uri_for(self, key: str) -> str:
         return "file://" + quote(self._path(key).as_posix())
 
-    def put_parts(self, key: str, parts: list, content_type: str = "application/json", overwrite: bool = False) -> tuple[str, int]:
-        """Overwrites are written part by part to a temporary file and moved into place (the same
-        atomic replace as ``put_bytes``), so a 12 MB lineage is not joined in memory first."""
-        if not overwrite:
-            return super().put_parts(key, parts, content_type, overwrite=False)
-        parts = [self._check_data(p) for p in parts]
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=self._TMP_PREFIX, dir=path.parent)
-        try:
-            os.fchmod(fd, 0o644)
-            with os.fdopen(fd, "wb") as f:
-                f.writelines(parts)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-            tmp = None
-        finally:
-            if tmp is not None:
-                os.unlink(tmp)
-        return self.uri_for(key), sum(len(p) for p in parts)
-
     def put_bytes(self, key: str, data: bytes, content_type: str = "application/json", overwrite: bool = False) -> str:
-        data = self._check_data(data)
+        return self._put(key, [self._check_data(data)], overwrite)
+
+    def put_parts(self, key: str, parts: list, content_type: str = "application/json", overwrite: bool = False) -> tuple[str, int]:
+        """The parts are written in turn to the temporary file, so a 12 MB lineage is not joined
+        in memory first."""
+        parts = [self._check_data(p) for p in parts]
+        return self._put(key, parts, overwrite), sum(len(p) for p in parts)
+
+    def _put(self, key: str, parts: list, overwrite: bool) -> str:
         path = self._path(key)
         uri = self.uri_for(key)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             if not overwrite and path.exists():
-                return self._same_or_raise(key, path, data, uri)
+                return self._same_or_raise(key, path, parts, uri)
             fd, tmp = tempfile.mkstemp(prefix=self._TMP_PREFIX, dir=path.parent)
             try:
                 os.fchmod(fd, 0o644)  # mkstemp makes 0600; artifacts are meant to be shared
                 with os.fdopen(fd, "wb") as f:
-                    f.write(data)
+                    f.writelines(parts)
                     f.flush()
                     os.fsync(f.fileno())
                 if overwrite:
@@ -73,11 +59,11 @@ class FileStore(ArtifactStore):
                         # Atomic create-if-absent: link fails if the target exists.
                         os.link(tmp, path)
                     except FileExistsError:
-                        return self._same_or_raise(key, path, data, uri)
+                        return self._same_or_raise(key, path, parts, uri)
                     except OSError:
                         # Filesystem without hard links: check-then-replace (racy, best effort).
                         if path.exists():
-                            return self._same_or_raise(key, path, data, uri)
+                            return self._same_or_raise(key, path, parts, uri)
                         os.replace(tmp, path)
                         tmp = None
             finally:
@@ -92,12 +78,12 @@ class FileStore(ArtifactStore):
             raise ArtifactError(f"file put failed for {uri}: {e.strerror or e}") from e
         return uri
 
-    def _same_or_raise(self, key: str, path: Path, data: bytes, uri: str) -> str:
+    def _same_or_raise(self, key: str, path: Path, parts: list, uri: str) -> str:
         try:
             existing = path.read_bytes()
         except OSError as e:
             raise ArtifactError(f"file get failed for {uri}: {e.strerror or e}") from e
-        if existing == data:
+        if existing == b"".join(parts):  # a write-once artifact written again: the same bytes are fine
             return uri
         raise ArtifactExists(f"artifact {key} already exists at {uri} with different content")
 

@@ -210,14 +210,10 @@ class StepDumps:
 _STEPS_MARK = "searchrun:steps-spliced-here:7f3c0d9e"
 
 
-def _with_steps(data: bytes, steps: list) -> bytes:
-    """``data`` (dump_json of a document whose steps are ``_STEPS_MARK``) with the steps' array:
-    the bytes ``dump_json`` gives for the document with the steps in it."""
-    return b"".join(_parts_with_steps(data, steps))
-
-
 def _parts_with_steps(data: bytes, steps: list) -> list:
-    """``_with_steps`` as its parts, the steps' bytes not copied: a store writes them in turn."""
+    """``data`` (dump_json of a document whose steps are ``_STEPS_MARK``) with the steps' array, as
+    parts whose concatenation is what ``dump_json`` gives for the document with the steps in it;
+    the steps' bytes are not copied, a store writes the parts in turn."""
     mark = dump_json(_STEPS_MARK)
     assert data.count(mark) == 1, "the steps' mark appears once"
     head, tail = data.split(mark)
