@@ -11,6 +11,7 @@ from searchrun.agents.base import Hop, PathContext, Proposal
 from searchrun.agents.intent import classify
 from searchrun.agents.lexicon import LEXICON
 from searchrun.agents.offline import OfflineAgent
+from searchrun.agents.question import HOWTO, WHO, analyse
 from searchrun.corpus import Corpus, parse_corpus
 
 TEAM_Q = "Which team is on call for the service that sends password-reset emails?"
@@ -300,10 +301,53 @@ def test_what_is_x_returns_the_one_document_about_x(agent):
         ("Why do retries cause outages?", "deep"),
         ("How can quantum computing speed up machine learning, and what limits it?", "deep"),
         ("What does the service that stores invoices depend on?", "deep"),
+        # a lookup of the thing named, by a question word
+        ("Who is Priya Raman?", "simple"),
+        ("Where is the Dunmore distribution centre?", "simple"),
+        ("What happens if I pay late?", "simple"),
+        # the one asked for is found through what it is related to
+        ("Who rents us the analytics warehouse?", "deep"),
+        ("Which outside company does Postbox rely on to get its mail out?", "deep"),
+        ("Who is Edith Crane's agent?", "deep"),
+        ("Who is the head of finance?", "deep"),
+        ("The ledger database is down: how do we recover it?", "deep"),
     ],
 )
 def test_intent(query, intent):
     assert classify(query)[0] == intent
+
+
+@pytest.mark.parametrize(
+    "query,focus,agent_object",
+    [
+        ("Which outside company does Postbox rely on?", "compani", False),  # past the modifier
+        ("Which external company does Postbox rely on?", "compani", False),  # the noun before the verb
+        ("What procedure covers problems with the cache?", HOWTO, False),  # a procedure is asked for
+        ("What rules cover what the shop keeps?", "rule", False),
+        ("What happens if I leave my bin out?", None, False),  # a verb, not a kind
+        ("What is Python?", None, False),
+        ("Who is in charge of the group that owns Conveyor?", WHO, True),  # the group's "of"
+        ("Who is the boss of the staff at the depot?", WHO, True),
+        ("Who is in charge of the ward for heart patients?", WHO, False),  # a ward is no group
+    ],
+)
+def test_question_focus(query, focus, agent_object):
+    q = analyse(query)
+    assert (q.focus, q.agent_object) == (focus, agent_object)
+
+
+def test_which_company_is_answered_by_a_vendor_not_by_the_service():
+    corpus = parse_corpus(json.dumps({"documents": {
+        "postbox": {"title": "Postbox", "type": "service", "content": "Postbox sends our transactional mail.",
+                    "relationships": {"depends_on": ["courier"]}},
+        "courier": {"title": "MailCourier", "type": "vendor", "content": "An email delivery provider with an API."},
+    }}).encode(), "test")
+    a = OfflineAgent(corpus, 0.35)
+    q = "Which outside company does Postbox rely on to get its mail out?"
+    seed = a.traverse(q, "postbox", 2, 5000)
+    assert not seed.found and "not what the question asks for" in seed.reason
+    child = a.traverse(q, "courier", 2, 5000, PathContext((Hop("postbox", "Postbox"),), "depends_on", seed.note))
+    assert child.found
 
 
 # ---------------------------------------------------------------- bad corpora

@@ -95,10 +95,11 @@ def analyse(query: str) -> Question:
             focus = WHO
         elif ws[0] == "where":
             focus = WHERE
-        elif len(ws) > 1 and ws[1] not in STOPWORDS and term(ws[1]) is not None:
-            # "which team ...", "what team is ..." (not "what happens if ...": a verb, not a kind)
-            if ws[0] == "which" or (len(ws) > 2 and ws[2] in _AUX):
-                focus = term(ws[1])
+        elif kind_asked(ws) is not None:
+            # "which team ...", "which outside company does ...", "what procedure covers ..."
+            focus = kind_asked(ws)[1]
+            if focus in HOWTO_TERMS:
+                focus = HOWTO  # "what procedure ...", "which runbook ...": a procedure
         elif ws[0] == "what" and len(ws) > 2 and ws[1] in ("is", "are") and len(surf) <= 3:
             definitional = True
         elif ws[0] == "what" and len(ws) > 2 and ws[1] in _DO_ASKERS and "do" in ws[2:6]:
@@ -111,18 +112,49 @@ def analyse(query: str) -> Question:
 
 
 _DETERMINERS = frozenset("the a an its their our your his her this that these those".split())
+_VERB_NEXT = frozenset("if when whenever after before during in on to with while once".split())
+_MODIFIER_WORDS = 2  # "which outside company", "which two teams": words before the kind asked for
+
+
+def kind_asked(ws: list[str]) -> Optional[tuple[int, str]]:
+    """(where in ``ws``, stem) of the kind of thing a "which X ..." or "what X ..." question asks for: its first content
+    word ("which outside company does ..." asks for a company; "which external company does ...",
+    an adjective then the noun before the verb, too), or None ("what happens if ...": a verb,
+    not a kind; "what is X": no kind)."""
+    if len(ws) < 2 or ws[0] not in ("which", "what"):
+        return None
+    k = 1
+    while k < min(len(ws), 1 + _MODIFIER_WORDS) and ws[k] in STOPWORDS and ws[k] not in _AUX:
+        k += 1  # "which outside company", "which two teams"
+    if k >= len(ws) or ws[k] in STOPWORDS or term(ws[k]) is None:
+        return None
+    if k + 1 < len(ws) and ws[k + 1] in _VERB_NEXT and ws[0] == "what":
+        return None  # "what happens if ...", "what goes on in ..."
+    if k + 2 < len(ws) and ws[k + 1] not in STOPWORDS and term(ws[k + 1]) is not None and ws[k + 2] in _AUX:
+        k += 1  # "which external company does ...": the noun before the verb
+    return k, term(ws[k])
+
+
 _AGENT_SUFFIXES = ("ist", "ists", "yst", "ysts", "ian", "ians")  # analysts, technicians: people by what they do
 
 
 def _agent_object(ws: list[str]) -> bool:
     """"Who leads the technicians that ...", "who heads the department ...": is the object of the
     question's first verb a person or group (so the answer is who stands in that relation to it)?"""
-    if len(ws) < 3 or ws[1] in _AUX:
+    if len(ws) < 3:
         return False
     i = 2
+    if ws[1] in _AUX:
+        # "who is in charge of the group ...", "who is the boss of the staff ...", "who is
+        # responsible for the team ...": the object follows the role's "of" or "for"
+        rel = next((k for k in range(2, min(len(ws), 7)) if ws[k] in ("of", "for")), None)
+        if rel is None:
+            return False
+        i = rel + 1
+    start = i
     while i < len(ws) and ws[i] in _DETERMINERS:
         i += 1
-    if i == 2 or i >= len(ws):  # "who leads engineering" has no object noun phrase to pass
+    if i == start or i >= len(ws):  # "who leads engineering" has no object noun phrase to pass
         return False
     noun = ws[i]
     t = term(noun)

@@ -82,6 +82,9 @@ CLASS_MATCH = 0.75  # "which sponsor ...?" and a company reached by hosted_by: w
 OPENING_WORDS = 8  # a document's first words often say what it is ("A single machine with ...")
 
 _WHERE_TERMS = frozenset(terms_of("place location office site building address room venue campus depot hall region"))
+# words for an outside organisation: "which company/firm ...?" is answered by a vendor or supplier
+_ORG_TERMS = frozenset(terms_of(
+    "company firm business agency organisation organization corporation supplier vendor provider contractor consultancy"))
 _WHERE_KINDS = frozenset(terms_of("located location site where")) | {"at", "in"}
 _OPEN_MARK = re.compile(r"\b(?:(?:still open|open|missing|remaining|unresolved|unknown|todo)\s*:|still need(?:ed|s)?\b)", re.I)
 
@@ -186,6 +189,8 @@ class View:
             return SYNONYM_WEIGHT
         if q.focus in self.opening:
             return SYNONYM_WEIGHT
+        if q.focus in _ORG_TERMS and (self.head | self.type) & _ORG_TERMS:
+            return 1.0  # "which company ...?" and a vendor: a supplier is a company
         if q.focus in self.corpus_types:
             return 0.0  # the corpus has documents of the kind asked for ("which vendor"): this is not one
         if q.focus in _WHO_ROLES and ((self.head | self.type) & (_WHO_TERMS | self.agent_types) or (self.agent_link and not self.type)):
