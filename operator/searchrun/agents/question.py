@@ -5,6 +5,7 @@ is in general English and with its related words, and its focus (who, where, whi
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Optional
 
@@ -28,6 +29,9 @@ WHERE = "\x00where"  # the focus of a "where ..." question: a place
 HOWTO = "\x00howto"  # the focus of "what should I do when ...?": a procedure (a runbook, a guide)
 HOWTO_TERMS = frozenset(terms_of(
     "runbook playbook procedure guide guidance instruction instructions steps checklist manual handbook howto"))
+DURATION = "\x00duration"  # the focus of "how long ...?": a document that gives a length of time
+_DURATION_ASKERS = frozenset("long soon often".split())
+_CLAUSE_RE = re.compile(r"[:;,\u2013\u2014]|\s-\s")
 _DO_ASKERS = frozenset("should do does must can shall".split())
 _WHO_TERMS = frozenset(
     terms_of(
@@ -87,10 +91,12 @@ def analyse(query: str) -> Question:
         if w.isalpha() and (rank == 0 or rank >= NEAR_MIN_RANK):
             near = tuple((t, sim) for t, sim in NEIGHBOURS.near_terms(w) if t not in rel)[:MAX_NEAR_PER_TERM]
         terms.append(QTerm(s, w, frozenset(rel), rel, term_weight(rank), near, variants_of(s, rel)))
-    ws = words(query)
+    ws = _asking_clause(query)
     focus: Optional[str] = None
     definitional = False
-    if ws and ws[0] in _WH_START:
+    if len(ws) > 2 and ws[0] == "how" and ws[1] in _DURATION_ASKERS:
+        focus = DURATION  # "how long do we keep ...", "how soon must ..."
+    elif ws and ws[0] in _WH_START:
         if ws[0] in ("who", "whom", "whose"):
             focus = WHO
         elif ws[0] == "where":
@@ -114,6 +120,20 @@ def analyse(query: str) -> Question:
 _DETERMINERS = frozenset("the a an its their our your his her this that these those".split())
 _VERB_NEXT = frozenset("if when whenever after before during in on to with while once".split())
 _MODIFIER_WORDS = 2  # "which outside company", "which two teams": words before the kind asked for
+
+
+def _asking_clause(query: str) -> list[str]:
+    """The words of the clause that asks: the whole query, or the last clause (after a colon,
+    semicolon, dash or comma) that starts with a question word ("The ledger database is down:
+    how do we recover it?")."""
+    ws = words(query)
+    if not ws or ws[0] in _WH_START or ws[0] in ("how", "define", "definition"):
+        return ws
+    for part in reversed(_CLAUSE_RE.split(query)[1:]):
+        pws = words(part)
+        if pws and (pws[0] in _WH_START or pws[0] == "how"):
+            return pws
+    return ws
 
 
 def kind_asked(ws: list[str]) -> Optional[tuple[int, str]]:

@@ -50,6 +50,7 @@ from .base import PathContext
 from .corpus_kinds import _NOT_AGENTS, _WHO_KIND_END, agent_types, place_types  # noqa: F401  (re-exported)
 from .question import (  # noqa: F401  (re-exported)
     _AUX,
+    DURATION,
     HOWTO,
     HOWTO_TERMS,
     _WHO_ROLES,
@@ -82,9 +83,20 @@ CLASS_MATCH = 0.75  # "which sponsor ...?" and a company reached by hosted_by: w
 OPENING_WORDS = 8  # a document's first words often say what it is ("A single machine with ...")
 
 _WHERE_TERMS = frozenset(terms_of("place location office site building address room venue campus depot hall region"))
-# words for an outside organisation: "which company/firm ...?" is answered by a vendor or supplier
-_ORG_TERMS = frozenset(terms_of(
-    "company firm business agency organisation organization corporation supplier vendor provider contractor consultancy"))
+# General English words for one kind of thing: a question that names one ("which company",
+# "what rules") is answered by a document that is another ("vendor", "policy").
+KIND_CLASSES = tuple(frozenset(terms_of(words)) for words in (
+    "company firm business agency organisation organization corporation supplier vendor provider contractor consultancy",
+    "rule rules policy regulation standard guideline code schedule",
+    "machine machines server host cluster node computer instance",
+))
+# "A storage company with ...", "Ridgeway Freight is a haulier that ...": what the document says it is
+_ISA_RE = re.compile(r"^(?:[^.!?]{0,80}?\b(?:is|are)\s+)?(?:a|an|the|our)\s+((?:[\w-]+\s+){0,3}?[\w-]+)"
+                     r"(?=\s+(?:with|that|which|who|for|of|in|on|at|to|from|by|and|behind|where)\b|[,.;:]|$)", re.I)
+_DURATION_RE = re.compile(
+    r"\b(?:\d+|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|"
+    r"fifty|sixty|ninety|a|an|hundred)[\s-]+(?:[a-z]+[\s-]+)?(?:seconds?|minutes?|hours?|days?|weeks?|months?|years?|decades?)\b"
+    r"|\bindefinitely\b|\bforever\b|\buntil\b", re.I)
 _WHERE_KINDS = frozenset(terms_of("located location site where")) | {"at", "in"}
 _OPEN_MARK = re.compile(r"\b(?:(?:still open|open|missing|remaining|unresolved|unknown|todo)\s*:|still need(?:ed|s)?\b)", re.I)
 
@@ -119,6 +131,10 @@ class View:
         self.place_link = bool(set(kw) & _WHERE_KINDS)
         toks = terms_of(content)
         self.opening = set(toks[:OPENING_WORDS])
+        m = _ISA_RE.match(content.lstrip()[:200])
+        isa = terms_of(m.group(1)) if m else []
+        self.isa = {isa[-1]} if isa else set()  # the head noun of what the opening says it is
+        self.duration = bool(_DURATION_RE.search(content))
         self.counts = Counter(toks)
         self.n_words = len(toks) + len(self.title)
 
@@ -182,15 +198,17 @@ class View:
                 # the link says "by someone"; a typed document that is not a who/where is less sure
                 return SYNONYM_WEIGHT if self.type else 1.0
             return SYNONYM_WEIGHT if (self.opening - set(q.stems)) & kinds else 0.0
+        if q.focus == DURATION:
+            return 1.0 if self.duration else 0.0
         qt = next((t for t in q.terms if t.stem == q.focus), None)
-        if q.focus in labels:
+        if q.focus in labels or q.focus in self.isa:
             return 1.0
+        if any(q.focus in c and (self.head | self.type | self.isa) & c for c in KIND_CLASSES):
+            return 1.0  # "which company ...?" and a vendor, "which rules ...?" and a policy
         if qt is not None and labels & qt.related:
             return SYNONYM_WEIGHT
         if q.focus in self.opening:
             return SYNONYM_WEIGHT
-        if q.focus in _ORG_TERMS and (self.head | self.type) & _ORG_TERMS:
-            return 1.0  # "which company ...?" and a vendor: a supplier is a company
         if q.focus in self.corpus_types:
             return 0.0  # the corpus has documents of the kind asked for ("which vendor"): this is not one
         if q.focus in _WHO_ROLES and ((self.head | self.type) & (_WHO_TERMS | self.agent_types) or (self.agent_link and not self.type)):
@@ -284,10 +302,11 @@ def judge(q: Question, view: View, path_terms: Iterable[str], threshold: float, 
     # reached by a link, a document whose title or type is the kind named ("which team ...") while
     # the path had not found one gives it too
     gives_focus = ((q.focus in (WHO, WHERE) and fs >= 1.0) or fs == CLASS_MATCH or (q.focus == HOWTO and view.is_howto())
+                   or (q.focus == DURATION and view.duration)
                    or (bool(path_terms) and fs >= 1.0 and q.focus is not None and q.focus not in path_terms))
     # "who manages ...?" and a managed_by link into an agent: the link itself says this one does it
     by_link = q.focus == WHO and fs >= 1.0 and view.agent_link and any(
-        t.stem in view.kind for t in q.terms)
+        t.stem in view.kind or t.related & view.kind for t in q.terms)  # "who runs ...?" and led_by
     why = ""
     if score < threshold or score <= 0:
         why = f"score {score:.2f} < threshold {threshold:.2f}"

@@ -20,6 +20,10 @@ from .simple_search import SimpleSearch
 # question: it is dropped (the lineage keeps the step that found it).
 KEEP_RATIO = 0.85
 MAX_ANSWERS = 5
+# An answer that a later answer's evidence path went through is dropped when the later one scores
+# at least this share of it: the path went on from it and covered the relation asked
+# ("who runs the editors ...": the editors' lead, not the editors).
+PASSED_RATIO = 0.95
 
 
 class AggregateResults(StepKind):
@@ -57,7 +61,8 @@ def select(found: list[dict]) -> list[dict]:
         for h in (a.get("path") or [])[:-1]:
             if isinstance(h, dict) and h.get("doc") != a["docId"]:
                 passed.add((h.get("doc"), float(a.get("score") or 0.0)))
-    ranked = [a for a in ranked if not any(d == a["docId"] and s >= float(a.get("score") or 0.0) for d, s in passed)] or ranked[:1]
+    ranked = [a for a in ranked if not any(d == a["docId"] and s >= PASSED_RATIO * float(a.get("score") or 0.0)
+                                           for d, s in passed)] or ranked[:1]
     top = ranked[0]["score"] if ranked else 0.0
     band = [a for a in ranked if a["score"] >= KEEP_RATIO * top]
     # of answers about as good, those whose evidence path names more of the question's relations

@@ -1,0 +1,74 @@
+"""Round 7 of the offline agent (issue 11): what a question asks for, read past its first words."""
+
+from __future__ import annotations
+
+import json
+
+from searchrun.agents.base import Hop, PathContext
+from searchrun.agents.offline import OfflineAgent
+from searchrun.agents.question import DURATION, HOWTO, WHO, analyse
+from searchrun.agents.scoring import View
+from searchrun.corpus import parse_corpus
+from searchrun.steps.aggregate_results import select
+
+
+def _corpus(docs: dict) -> OfflineAgent:
+    return OfflineAgent(parse_corpus(json.dumps({"documents": docs}).encode(), "test"), 0.35)
+
+
+def _child(agent: OfflineAgent, q: str, path: list[str]):
+    """Traverse ``path`` as a run would: each step gets its parent's note and the link followed."""
+    hops, note, rel, dec = [], "", None, None
+    for i, doc in enumerate(path):
+        dec = agent.traverse(q, doc, 3, 5000, PathContext(tuple(hops), rel, note) if hops else None)
+        if i + 1 < len(path):
+            hops.append(Hop(doc, agent.corpus.documents[doc].title, rel))
+            rel = next(k for k, d in agent.corpus.links(doc) if d == path[i + 1])
+            note = dec.note
+    return dec
+
+
+def test_the_asking_clause_decides_the_focus():
+    assert analyse("The ledger database is down: how do we recover it?").focus == HOWTO
+    assert analyse("How long do we keep the scanned contracts?").focus == DURATION
+    assert analyse("Our printer is late, who do I call?").focus == WHO
+
+
+def test_how_long_is_answered_by_the_document_that_gives_a_length_of_time():
+    agent = _corpus({
+        "archive": {"title": "Contracts archive", "type": "datastore",
+                    "content": "Scanned and signed contracts with authors and translators.",
+                    "relationships": {"retention_policy": ["schedule"]}},
+        "schedule": {"title": "Legal records schedule", "type": "policy",
+                     "content": "Agreements are retained for twelve years after the rights revert, then shredded."},
+    })
+    q = "How long do we keep the scanned contracts in the contracts archive?"
+    seed = agent.traverse(q, "archive", 3, 5000)
+    assert not seed.found  # it holds the contracts; it does not say for how long
+    assert _child(agent, q, ["archive", "schedule"]).found
+
+
+def test_what_the_opening_says_a_document_is_counts_as_its_kind():
+    assert View("Ridgeway Freight", "vendor", None, "A haulier that moves pallets by road.").isa == {"haulier"}
+    assert View("Strata", "vendor", None, "Strata Cloud is a storage company with data centres.").isa == {"compani"}
+    assert View("Notice", "policy", None, "What we hold about customers, and why.").isa == set()
+
+
+def test_past_the_team_its_lead_answers_who_runs_it():
+    agent = _corpus({
+        "fiction": {"title": "Greywater editorial team", "type": "team",
+                    "content": "The editors who acquire literary fiction for the Greywater imprint.",
+                    "relationships": {"led_by": ["ravi"]}},
+        "ravi": {"title": "Ravi Anand", "type": "person", "content": "Publisher of Greywater since 2019."},
+    })
+    q = "Who runs the editors that acquire literary fiction?"
+    assert _child(agent, q, ["fiction", "ravi"]).found  # "runs" ~ led_by: the link says he does
+
+
+def test_the_fan_in_keeps_the_lead_over_the_team_its_path_went_through():
+    team = {"docId": "team", "score": 0.84, "depth": 1, "stepId": "t0", "path": [{"doc": "team"}]}
+    lead = {"docId": "lead", "score": 0.82, "depth": 2, "stepId": "t0.0",
+            "path": [{"doc": "team"}, {"doc": "lead", "via": "led_by"}]}
+    assert [a["docId"] for a in select([team, lead])] == ["lead"]
+    far = dict(lead, score=0.5)  # much weaker: the team stays, the weaker one is dropped
+    assert [a["docId"] for a in select([team, far])] == ["team"]
