@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_memory.py                     # 10,000 steps (bench_scale's "big" shape)
     .venv/bin/python bench/bench_memory.py --steps 1004 --top 15
+    .venv/bin/python bench/bench_memory.py --no-trace --s3     # the store on SeaweedFS, as on a cluster
 
 The real ``RunReconciler`` and ``JobCache`` drive one run through a stand-in of the API server
 (as tests/unit/test_reconciler_writes.py's): a created Job is answered as the watch would show it
@@ -116,6 +117,10 @@ def main() -> int:
     ap.add_argument("--snapshot-pass", type=int, default=0, help="also show what is held after this pass")
     ap.add_argument("--no-trace", action="store_true", help="no tracemalloc (its own overhead): RSS only")
     ap.add_argument("--rss-log", action="store_true", help="print the passes in which the peak RSS rose (by 1 MiB or more)")
+    ap.add_argument("--s3", action="store_true",
+                    help="the run's store on a real S3 server (SeaweedFS, started here as the tests start it), as on a cluster")
+    ap.add_argument("--s3-joined", action="store_true",
+                    help="with --s3: the lineage's parts joined into one buffer per write, as before the S3 store streamed them")
     ap.add_argument("--bare", action="store_true", help="without the operator's own imports (kopf, its handlers)")
     args = ap.parse_args()
 
@@ -125,11 +130,27 @@ def main() -> int:
     import_base = hwm_mib()
     graph = SyntheticGraph(n_docs=args.docs, branching=20, answer_rate=0.2, seed=7)  # as bench_scale
     work = Path(tempfile.mkdtemp(prefix="searchrun-bench-memory-"))
-    store = open_store(f"file://{work}")
+    store_uri = f"file://{work}"
+    s3 = None
+    if args.s3:
+        import os
+
+        from support.s3server import S3Server, free_port
+
+        s3 = S3Server("127.0.0.1", free_port("127.0.0.1"), work / "s3-server.log")
+        s3.start()
+        os.environ.update(s3.env())
+        s3.client().create_bucket(Bucket="bench-memory")
+        store_uri = "s3://bench-memory/runs"
+        if args.s3_joined:
+            from searchrun.artifacts import ArtifactStore, S3Store
+
+            S3Store.put_parts = ArtifactStore.put_parts
+    store = open_store(store_uri)
     spec = SearchRunSpec(query="synthetic fan-out benchmark", corpus={"uri": "builtin:sample"}, agent={"type": "offline"},
                          budget=dict(maxAgents=10, maxDepth=5, maxFanoutPerNode=10, maxSteps=args.steps,
                                      maxParallel=args.parallel, maxTokens=100_000_000, maxCostUSD=10000, deadlineSeconds=86400),
-                         steps={"retries": 0, "timeoutSeconds": 3600}, artifacts={"uri": f"file://{work}"})
+                         steps={"retries": 0, "timeoutSeconds": 3600}, artifacts={"uri": store_uri})
     kube = StandIn(store, graph)
     cache = JobCache(kube, ["ns"], lambda uid: None)
     cache.synced.set()
@@ -138,7 +159,7 @@ def main() -> int:
     if not args.no_trace:
         tracemalloc.start(8)
     r = rec.RunReconciler(kube, cache, OperatorConfig(), "ns", "big-0", UID, events=EventSink())
-    r.spec, r.store, r.store_uri = spec, store, f"file://{work}"
+    r.spec, r.store, r.store_uri = spec, store, store_uri
     t0 = time.monotonic()
     passes = 0
     per_pass = []  # (peak within the pass, pass, steps, Jobs started)
@@ -170,7 +191,9 @@ def main() -> int:
         snap = tracemalloc.take_snapshot()
         tracemalloc.stop()
     print(f"# bench_memory: {len(d.status.steps)} steps, {passes} passes, {wall:.1f} s, phase {d.status.phase}, "
-          f"offloaded {r.offloaded}")
+          f"offloaded {r.offloaded}, store {store_uri.split(':')[0]}")
+    if s3 is not None:
+        s3.stop()
     end_rss = rss_mib()
     held_jobs = sum(len(js) for js in cache._jobs.values())
     del d, r
