@@ -95,8 +95,8 @@ _ISA_RE = re.compile(r"^(?:[^.!?]{0,80}?\b(?:is|are)\s+)?(?:a|an|the|our)\s+((?:
                      r"(?=\s+(?:with|that|which|who|for|of|in|on|at|to|from|by|and|behind|where)\b|[,.;:]|$)", re.I)
 _DURATION_RE = re.compile(
     r"\b(?:\d+|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|"
-    r"fifty|sixty|ninety|a|an|hundred)[\s-]+(?:[a-z]+[\s-]+)?(?:seconds?|minutes?|hours?|days?|weeks?|months?|years?|decades?)\b"
-    r"|\bindefinitely\b|\bforever\b|\buntil\b", re.I)
+    r"fifty|sixty|ninety|hundred)[\s-]+(?:[a-z]+[\s-]+)?(?:seconds?|minutes?|hours?|days?|weeks?|months?|years?|decades?)\b"
+    r"|\bindefinitely\b|\bforever\b", re.I)  # a number of units ("twelve years", "90 days"), not "a day"
 _WHERE_KINDS = frozenset(terms_of("located location site where")) | {"at", "in"}
 _OPEN_MARK = re.compile(r"\b(?:(?:still open|open|missing|remaining|unresolved|unknown|todo)\s*:|still need(?:ed|s)?\b)", re.I)
 
