@@ -72,3 +72,29 @@ def test_the_fan_in_keeps_the_lead_over_the_team_its_path_went_through():
     assert [a["docId"] for a in select([team, lead])] == ["lead"]
     far = dict(lead, score=0.5)  # much weaker: the team stays, the weaker one is dropped
     assert [a["docId"] for a in select([team, far])] == ["team"]
+
+
+def test_past_an_answer_the_next_document_is_kept_only_if_its_link_names_a_relation_asked():
+    vendor = {"docId": "vendor", "score": 0.7, "depth": 2, "stepId": "t0-0", "support": 1,
+              "path": [{"doc": "works"}, {"doc": "vendor", "via": "supplied_by"}]}
+    manager = {"docId": "manager", "score": 0.8, "depth": 3, "stepId": "t0-0-0", "support": 1, "pastAnswer": True,
+               "path": [{"doc": "works"}, {"doc": "vendor"}, {"doc": "manager", "via": "account_managed_by"}]}
+    assert [a["docId"] for a in select([vendor, manager])] == ["vendor"]  # drift: the link asks nothing more
+    rota = dict(manager, docId="rota", support=2, path=[{"doc": "works"}, {"doc": "vendor"}, {"doc": "rota", "via": "on_call"}])
+    assert [a["docId"] for a in select([vendor, rota])] == ["rota"]  # the link names what is asked
+
+
+def test_past_an_answer_a_document_is_marked_not_rejected():
+    agent = _corpus({
+        "checkout": {"title": "Checkout service", "type": "service",
+                     "content": "Turns a basket into an order and takes the payment.",
+                     "relationships": {"owned_by": ["payments"]}},
+        "payments": {"title": "Payments team", "type": "team", "content": "Responsible for checkout and refunds.",
+                     "relationships": {"member": ["rota"]}},
+        "rota": {"title": "Payments primary rotation", "type": "rotation", "content": "Weekly, five engineers."},
+    })
+    q = "Who responds when the thing that turns a basket into an order falls over?"
+    team = _child(agent, q, ["checkout", "payments"])
+    assert team.found and not team.past_answer
+    rota = _child(agent, q, ["checkout", "payments", "rota"])
+    assert rota.found and rota.past_answer

@@ -77,6 +77,9 @@ class TraverseDecision:
     # :mod:`.link_support`); the fan-in prefers, among answers of about the same score, the
     # better supported. 0 = not known (an agent that does not say)
     support: int = 0
+    # found past another answer on its path, with no open term given strongly itself: the fan-in
+    # keeps it over that answer only if its evidence path names more of the question's relations
+    past_answer: bool = False
 
 
 class AgentError(RuntimeError):

@@ -286,6 +286,7 @@ class OfflineAgent:
             proposals=tuple(props),
             implied=implied,
             support=support if j.found else 0,
+            past_answer=j.found and j.past_answer,
         )
 
     def _implied_path(self, q: Question, doc_id: str, content: str, left: int, hops: int = IMPLIED_HOPS,

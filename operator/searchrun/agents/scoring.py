@@ -255,12 +255,14 @@ class Judgement:
     matched: tuple[tuple[str, float, str], ...]  # (surface, strength, where) of what the document gives
     covered: frozenset[str]  # stems covered after this document (path and own)
     why_not: str
+    past_answer: bool = False  # an answer only as the next thing past the parent's answer (see judge)
 
 
 def judge(q: Question, view: View, path_terms: Iterable[str], threshold: float, after_answer: bool = False,
           agent_before: Optional[bool] = None) -> Judgement:
-    """``after_answer``: the parent was itself an answer, so this document is one only if it
-    adds an open term in its own title, type or link (not the next thing along the path).
+    """``after_answer``: the parent was itself an answer, so this document, unless it adds an
+    open term in its own title, type or link, is only the next thing along the path
+    (``past_answer``).
     ``agent_before``: whether the path to this document passed a person or group (None: unknown);
     "who leads the team that ...?" is answered only past one."""
     if not q.terms:
@@ -320,8 +322,6 @@ def judge(q: Question, view: View, path_terms: Iterable[str], threshold: float, 
     elif q.agent_object and agent_before and not (view.agent_link or any(
             view.kind & ({t.stem} | t.related) for t in q.terms)):
         why = "the link from the group the question names does not say who leads or does it"
-    elif after_answer and strong_hits == 0 and not by_link:
-        why = "the path already reached an answer, and this gives no open term strongly itself"
     elif not gives_focus and (strong_hits == 0 or open_share < MIN_OWN_OPEN):
         why = f"covers only {open_share:.0%} of what was still open"
     elif not path_terms and len(q.terms) >= 3 and own_hits < 2:
@@ -331,7 +331,11 @@ def judge(q: Question, view: View, path_terms: Iterable[str], threshold: float, 
     elif path_terms and not gives_focus and not labelled:
         # reached by a link, a document answers the open part only if it is *about* it
         why = "mentions what was still open only in passing (not in its title, type or link)"
-    return Judgement(score, not why, tuple(matched), frozenset(covered), why)
+    # past an answer, one that gives no open term strongly itself is the next thing along the
+    # path (its team, its manager): still an answer, marked, and the fan-in keeps it over the
+    # earlier one only if its link names a relation the question asks (see aggregate_results)
+    past = bool(after_answer and strong_hits == 0 and not by_link)
+    return Judgement(score, not why, tuple(matched), frozenset(covered), why, past_answer=past and not why)
 
 
 def note_for(q: Question, covered: Iterable[str], title: str, found: bool) -> str:

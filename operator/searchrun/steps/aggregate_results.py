@@ -41,11 +41,11 @@ class AggregateResults(StepKind):
             a = {"docId": out["doc"], "title": out.get("title", ""), "score": out.get("score", 0.0),
                  "snippet": out.get("snippet", ""), "stepId": out.get("stepId"), "depth": out.get("depth", 0),
                  "path": out.get("path") or [{"doc": out["doc"], "title": out.get("title", ""), "via": ""}],
-                 "support": int(out.get("support") or 0)}
+                 "support": int(out.get("support") or 0), "pastAnswer": bool(out.get("pastAnswer"))}
             if a["docId"] not in best or _rank(a) < _rank(best[a["docId"]]):
                 best[a["docId"]] = a
         ranked = sorted(best.values(), key=_rank)
-        answers = [{k: v for k, v in a.items() if k != "support"} for a in select(ranked)]
+        answers = [{k: v for k, v in a.items() if k not in ("support", "pastAnswer")} for a in select(ranked)]
         kept = {a["docId"] for a in answers}
         dropped = len(ranked) - len(answers)
         uri = io.put_output({**io.base, "answers": answers, "dropped": [a["docId"] for a in ranked if a["docId"] not in kept]})
@@ -56,19 +56,29 @@ class AggregateResults(StepKind):
 def select(found: list[dict]) -> list[dict]:
     """The answers worth reporting, best first, from the findings (one per document)."""
     ranked = sorted(found, key=_rank)
-    passed = set()  # answers some better-or-equal answer's evidence path went through
-    for a in ranked:
-        for h in (a.get("path") or [])[:-1]:
-            if isinstance(h, dict) and h.get("doc") != a["docId"]:
-                passed.add((h.get("doc"), float(a.get("score") or 0.0)))
-    ranked = [a for a in ranked if not any(d == a["docId"] and s >= PASSED_RATIO * float(a.get("score") or 0.0)
-                                           for d, s in passed)] or ranked[:1]
+    by_doc = {a["docId"]: a for a in ranked}
+    drop = set()
+    for b in ranked:  # b's evidence path went through a, another answer
+        for h in (b.get("path") or [])[:-1]:
+            a = by_doc.get(h.get("doc")) if isinstance(h, dict) else None
+            if a is None or a is b:
+                continue
+            sa, sb = int(a.get("support") or 0), int(b.get("support") or 0)
+            if sb > sa or (not b.get("pastAnswer") and _score(b) >= PASSED_RATIO * _score(a)):
+                drop.add(a["docId"])  # the path went on from a and covered the relation asked
+            elif b.get("pastAnswer"):
+                drop.add(b["docId"])  # only the next thing past a, through a link the question does not name
+    ranked = [a for a in ranked if a["docId"] not in drop] or ranked[:1]
     top = ranked[0]["score"] if ranked else 0.0
     band = [a for a in ranked if a["score"] >= KEEP_RATIO * top]
     # of answers about as good, those whose evidence path names more of the question's relations
     # (the agent's ``support``; 0 when it does not say, which changes nothing)
     most = max((int(a.get("support") or 0) for a in band), default=0)
     return [a for a in band if int(a.get("support") or 0) >= most][:MAX_ANSWERS]
+
+
+def _score(a: dict) -> float:
+    return float(a.get("score") or 0.0)
 
 
 def _rank(a: dict) -> tuple:

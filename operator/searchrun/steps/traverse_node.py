@@ -89,7 +89,8 @@ class TraverseNode(StepKind):
                              "score": round(d.score, 4), "snippet": d.snippet, "reason": d.reason, "note": d.note,
                              "path": evidence, "next": [p.doc_id for p in proposals], "rejected": d.rejected,
                              "proposals": [{"doc": p.doc_id, "via": p.relation, "why": p.reason} for p in proposals],
-                             "tokens": d.usage.tokens, "support": int(getattr(d, "support", 0) or 0)})
+                             "tokens": d.usage.tokens, "support": int(getattr(d, "support", 0) or 0),
+                             "pastAnswer": bool(getattr(d, "past_answer", False))})
         if d.rejected:  # the model never gave a valid reply: a dead end that says why
             decision = clip(f"dead end: {d.rejected}", 200)
         elif d.found:
