@@ -1,9 +1,12 @@
 """aggregate_results: the fan-in over the traversal steps that found an answer.
 
 Answers are ranked by their path-aware score (what the document covers of the question
-together with the path that led to it); a document found twice keeps its best finding; an
-answer on the evidence path of another that scores at least as well is dropped (the path went on
-from it and covered more: "who leads the team that ..." is the lead, not the team); answers
+together with the path that led to it); a document found twice keeps its best finding; of an
+answer and a later one whose evidence path went through it, the later one is kept when its path
+names more of the question's relations (``support``), or when it gives an open term itself and
+scores about as well (``PASSED_RATIO``): "who leads the team that ..." is the lead, not the
+team; a later one the agent marks ``pastAnswer`` (only the next thing along the path) is
+dropped otherwise, and the earlier one kept; answers
 that cover clearly less of the question than the best one are dropped, and so are those, of
 about the same score, whose evidence path names fewer of the question's relations than another's
 (the agent's ``support``, see ``agents/link_support.py``). Each keeps its evidence path (seed → …
