@@ -98,3 +98,12 @@ def test_past_an_answer_a_document_is_marked_not_rejected():
     assert team.found and not team.past_answer
     rota = _child(agent, q, ["checkout", "payments", "rota"])
     assert rota.found and rota.past_answer
+
+
+def test_a_much_weaker_answer_past_another_does_not_remove_it():
+    # the example run: "The limits of quantum speedups" (0.99) stays, though a weaker answer past it
+    # (0.82, below 0.85 of it) came through a link that names more of the question
+    limits = {"docId": "limits", "score": 0.99, "depth": 1, "stepId": "t1", "support": 0, "path": [{"doc": "limits"}]}
+    weaker = {"docId": "compute", "score": 0.82, "depth": 2, "stepId": "t1-0", "support": 1,
+              "path": [{"doc": "limits"}, {"doc": "compute", "via": "see_also"}]}
+    assert [a["docId"] for a in select([limits, weaker])] == ["limits"]

@@ -3,8 +3,8 @@
 Answers are ranked by their path-aware score (what the document covers of the question
 together with the path that led to it); a document found twice keeps its best finding; of an
 answer and a later one whose evidence path went through it, the later one is kept when its path
-names more of the question's relations (``support``), or when it gives an open term itself and
-scores about as well (``PASSED_RATIO``): "who leads the team that ..." is the lead, not the
+names more of the question's relations (``support``) and it does not cover clearly less
+(``KEEP_RATIO``), or when it gives an open term itself and scores about as well (``PASSED_RATIO``): "who leads the team that ..." is the lead, not the
 team; a later one the agent marks ``pastAnswer`` (only the next thing along the path) is
 dropped otherwise, and the earlier one kept; answers
 that cover clearly less of the question than the best one are dropped, and so are those, of
@@ -67,7 +67,8 @@ def select(found: list[dict]) -> list[dict]:
             if a is None or a is b:
                 continue
             sa, sb = int(a.get("support") or 0), int(b.get("support") or 0)
-            if sb > sa or (not b.get("pastAnswer") and _score(b) >= PASSED_RATIO * _score(a)):
+            if (sb > sa and _score(b) >= KEEP_RATIO * _score(a)) or (
+                    not b.get("pastAnswer") and _score(b) >= PASSED_RATIO * _score(a)):
                 drop.add(a["docId"])  # the path went on from a and covered the relation asked
             elif b.get("pastAnswer"):
                 drop.add(b["docId"])  # only the next thing past a, through a link the question does not name
