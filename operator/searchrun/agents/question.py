@@ -29,7 +29,7 @@ WHERE = "\x00where"  # the focus of a "where ..." question: a place
 HOWTO = "\x00howto"  # the focus of "what should I do when ...?": a procedure (a runbook, a guide)
 HOWTO_TERMS = frozenset(terms_of(
     "runbook playbook procedure guide guidance instruction instructions steps checklist manual handbook howto"))
-DURATION = "\x00duration"  # the focus of "how long ...?": a document that gives a length of time
+DURATION = "\x00duration"  # "how long / how often ...?": a document that gives a number of time units
 _DURATION_ASKERS = frozenset("long soon often".split())
 _CLAUSE_RE = re.compile(r"[:;,\u2013\u2014]|\s-\s")
 _DO_ASKERS = frozenset("should do does must can shall".split())
@@ -137,10 +137,10 @@ def _asking_clause(query: str) -> list[str]:
 
 
 def kind_asked(ws: list[str]) -> Optional[tuple[int, str]]:
-    """(where in ``ws``, stem) of the kind of thing a "which X ..." or "what X ..." question asks for: its first content
-    word ("which outside company does ..." asks for a company; "which external company does ...",
-    an adjective then the noun before the verb, too), or None ("what happens if ...": a verb,
-    not a kind; "what is X": no kind)."""
+    """(where in ``ws``, stem) of the kind of thing a "which X ..." or "what X ..." question
+    asks for: its first content word ("which outside company does ..." asks for a company;
+    "which external company does ...", an adjective then the noun before the verb, too), or
+    None ("what happens if ...": a verb, not a kind; "what is X": no kind)."""
     if len(ws) < 2 or ws[0] not in ("which", "what"):
         return None
     k = 1

@@ -26,9 +26,10 @@ them, see :func:`agent_types` - or by an untyped target of an ``..._by`` link), 
 least ``MIN_OWN_OPEN`` of what was still open, a seed with at least two of a longer question's
 terms, and a document reached by a link through its title, type or link kind - so one
 incidental word, or an echo of the seed's subject, is never an answer. Past a document that
-answered, the next one must give an open term strongly itself (the path does not drift on to
-the answer's team or manager), unless it is a person or group reached by a link that says the
-relation asked ("who manages ...?" and ``managed_by``). Reached by a link, a document of the
+answered, one that gives no open term strongly itself (the answer's team or manager), unless it
+is a person or group reached by a link that says the relation asked ("who manages ...?" and
+``managed_by``), is marked ``past_answer``: the fan-in keeps it over the earlier answer only if
+its link names a relation the question asks, so the path does not drift on. Reached by a link, a document of the
 kind a "which X" question names answers while the path had none; a "who"/"where" question
 whose path covered every term is answered by the first person or place on it; "who leads the
 team that ...?" (:func:`_agent_object`) only past a person or group. A "where" question counts
@@ -85,10 +86,10 @@ OPENING_WORDS = 8  # a document's first words often say what it is ("A single ma
 _WHERE_TERMS = frozenset(terms_of("place location office site building address room venue campus depot hall region"))
 # General English words for one kind of thing: a question that names one ("which company",
 # "what rules") is answered by a document that is another ("vendor", "policy").
-KIND_CLASSES = tuple(frozenset(terms_of(words)) for words in (
+KIND_CLASSES = tuple(frozenset(terms_of(names)) for names in (
     "company firm business agency organisation organization corporation supplier vendor provider contractor consultancy",
-    "rule rules policy regulation standard guideline code schedule",
-    "machine machines server host cluster node computer instance",
+    "rule policy regulation standard guideline code schedule",
+    "machine server host cluster node computer instance",
 ))
 # "A storage company with ...", "Ridgeway Freight is a haulier that ...": what the document says it is
 _ISA_RE = re.compile(r"^(?:[^.!?]{0,80}?\b(?:is|are)\s+)?(?:a|an|the|our)\s+((?:[\w-]+\s+){0,3}?[\w-]+)"
