@@ -112,8 +112,9 @@ def _asks_through_relation(query: str, ws: list[str]) -> str:
         return ""  # "what is X", "what does X do", "what happens if ...": the shape decides nothing
     else:
         kind = ""
-    if _POSSESSIVE_RE.search(query):
-        return f"asks for {kind or wh} through a possessive ({_POSSESSIVE_RE.search(query).group(0)} ...)"
+    possessive = _POSSESSIVE_RE.search(query)
+    if possessive:
+        return f"asks for {kind or wh} through a possessive ({possessive.group(0)} ...)"
     if not rest:
         return ""
     if rest[0] in _COPULA and wh != "which" and not kind and not set(rest[1:]) & _RELATING:

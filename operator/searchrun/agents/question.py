@@ -101,9 +101,9 @@ def analyse(query: str) -> Question:
             focus = WHO
         elif ws[0] == "where":
             focus = WHERE
-        elif kind_asked(ws) is not None:
+        elif (asked := kind_asked(ws)) is not None:
             # "which team ...", "which outside company does ...", "what procedure covers ..."
-            focus = kind_asked(ws)[1]
+            focus = asked[1]
             if focus in HOWTO_TERMS:
                 focus = HOWTO  # "what procedure ...", "which runbook ...": a procedure
         elif ws[0] == "what" and len(ws) > 2 and ws[1] in ("is", "are") and len(surf) <= 3:

@@ -43,6 +43,7 @@ note.
 from __future__ import annotations
 
 import re
+from functools import cached_property
 from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, Optional
@@ -132,12 +133,21 @@ class View:
         self.place_link = bool(set(kw) & _WHERE_KINDS)
         toks = terms_of(content)
         self.opening = set(toks[:OPENING_WORDS])
-        m = _ISA_RE.match(content.lstrip()[:200])
-        isa = terms_of(m.group(1)) if m else []
-        self.isa = {isa[-1]} if isa else set()  # the head noun of what the opening says it is
-        self.duration = bool(_DURATION_RE.search(content))
+        self._content = content
         self.counts = Counter(toks)
         self.n_words = len(toks) + len(self.title)
+
+    @cached_property
+    def isa(self) -> set[str]:
+        """The head noun of what the opening says the document is (read only when asked)."""
+        m = _ISA_RE.match(self._content.lstrip()[:200])
+        head = terms_of(m.group(1)) if m else []
+        return {head[-1]} if head else set()
+
+    @cached_property
+    def duration(self) -> bool:
+        """Does it give a number of time units? (Read only for a "how long" question.)"""
+        return bool(_DURATION_RE.search(self._content))
 
     def _exact(self, s: str) -> tuple[float, str]:
         if s in self.title:

@@ -4,8 +4,8 @@ Answers are ranked by their path-aware score (what the document covers of the qu
 together with the path that led to it); a document found twice keeps its best finding; of an
 answer and a later one whose evidence path went through it, the later one is kept when its path
 names more of the question's relations (``support``) and it does not cover clearly less
-(``KEEP_RATIO``), or when it gives an open term itself and scores about as well (``PASSED_RATIO``): "who leads the team that ..." is the lead, not the
-team; a later one the agent marks ``pastAnswer`` (only the next thing along the path) is
+(``KEEP_RATIO``), or when it gives an open term itself and scores about as well
+(``PASSED_RATIO``): "who leads the team that ..." is the lead, not the team; a later one the agent marks ``pastAnswer`` (only the next thing along the path) is
 dropped otherwise, and the earlier one kept; answers
 that cover clearly less of the question than the best one are dropped, and so are those, of
 about the same score, whose evidence path names fewer of the question's relations than another's
@@ -23,9 +23,8 @@ from .simple_search import SimpleSearch
 # question: it is dropped (the lineage keeps the step that found it).
 KEEP_RATIO = 0.85
 MAX_ANSWERS = 5
-# An answer that a later answer's evidence path went through is dropped when the later one scores
-# at least this share of it: the path went on from it and covered the relation asked
-# ("who runs the editors ...": the editors' lead, not the editors).
+# An answer that a later answer's evidence path went through is dropped when the later one, not
+# marked pastAnswer, scores at least this share of it: the path went on from it and covered more.
 PASSED_RATIO = 0.95
 
 
@@ -73,8 +72,8 @@ def select(found: list[dict]) -> list[dict]:
             elif b.get("pastAnswer"):
                 drop.add(b["docId"])  # only the next thing past a, through a link the question does not name
     ranked = [a for a in ranked if a["docId"] not in drop] or ranked[:1]
-    top = ranked[0]["score"] if ranked else 0.0
-    band = [a for a in ranked if a["score"] >= KEEP_RATIO * top]
+    top = _score(ranked[0]) if ranked else 0.0
+    band = [a for a in ranked if _score(a) >= KEEP_RATIO * top]
     # of answers about as good, those whose evidence path names more of the question's relations
     # (the agent's ``support``; 0 when it does not say, which changes nothing)
     most = max((int(a.get("support") or 0) for a in band), default=0)
@@ -87,7 +86,7 @@ def _score(a: dict) -> float:
 
 def _rank(a: dict) -> tuple:
     """Best first: higher score, then the shorter path, then the step and document ids."""
-    return (-float(a.get("score") or 0.0), int(a.get("depth") or 0), str(a.get("stepId") or ""), a["docId"])
+    return (-_score(a), int(a.get("depth") or 0), str(a.get("stepId") or ""), a["docId"])
 
 
 KIND = AggregateResults()
