@@ -72,6 +72,7 @@ class StepStatus(Model):
     output: Optional[str] = Field(default=None, description="URI of the step's output artifact")
     decision: Optional[str] = Field(default=None, description="short human summary: found, deeper, dead end, ...")
     found: Optional[bool] = None
+    score: Optional[float] = Field(default=None, ge=0.0, le=1.0, description="traverse_node: the agent's score of its document with its path (a weak match's children wait a wave)")
     next: list[str] = Field(default_factory=list, description="documents the agent proposed to explore next")
     proposals: list["Proposal"] = Field(default_factory=list, description="traverse_node: the proposed children, with the link to follow and why")
     via: Optional[str] = Field(default=None, max_length=MAX_RELATION_CHARS, description="traverse_node: the relationship kind followed from the parent's document")

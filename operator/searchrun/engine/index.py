@@ -10,6 +10,7 @@ from ..steps import registry  # the module: step types import engine.types while
 from .types import P_BACKOFF, P_FAILED, P_QUEUED, P_RUNNING, P_SKIPPED, P_SUCCEEDED
 
 IN_FLIGHT = (P_QUEUED, P_RUNNING, P_BACKOFF)
+WEAK_RATIO = 0.75  # a search step scoring below this share of its wave's best is a weak match (delay)
 
 
 class LineageIndex:
@@ -28,9 +29,13 @@ class LineageIndex:
         self.agents = 0
         self.peak_parallel = status.budgetUsed.parallel
         self.skipped = 0
-        # Search steps in flight, by depth: a depth's finished steps are expanded together, in
-        # step-id order, once none of that depth is in flight (a wave), so runs are reproducible.
-        self.active_by_depth: dict[int, int] = {}
+        # Search steps are expanded in waves (``Planner.expand_waves``), so that runs are
+        # reproducible: a step's wave is its parent's expansion wave plus one (a seed's is 1),
+        # and it expands in its own wave, or in the next one when it is a weak match
+        # (``delay``). ``best``: the best score of each wave's steps.
+        self.wave: dict[str, int] = {}
+        self.best: dict[int, float] = {}
+        self.active_by_wave: dict[int, int] = {}
         self.held: set[str] = set()     # finished search steps waiting for their wave
         self.committed = 0              # token allowances of the steps in flight
         # Ids of steps added or changed by the current ``reconcile`` call (``Decision.changed``).
@@ -51,6 +56,11 @@ class LineageIndex:
             self.visited.add(s.doc)
             if s.depth == 1:
                 self.agents += 1
+        if search:
+            parent = self.by_id.get(s.parents[0]) if s.parents else None
+            w = self.expands_in(parent.id) + 1 if parent is not None and parent.id in self.wave else s.depth
+            self.wave[s.id] = w
+            self.note_score(s)
         if s.phase == P_QUEUED:
             self.queue.append(s.id)
         elif s.phase == P_RUNNING:
@@ -68,11 +78,34 @@ class LineageIndex:
         if s.phase in IN_FLIGHT:
             self.committed += s.tokenAllowance
             if search:
-                self.active_by_depth[s.depth] = self.active_by_depth.get(s.depth, 0) + 1
+                w = self.wave[s.id]
+                self.active_by_wave[w] = self.active_by_wave.get(w, 0) + 1
         self.tokens += s.tokens
         self.cost += s.costUSD
         self.max_depth = max(self.max_depth, s.depth if s.attempts > 0 else 0)
 
+
+    def note_score(self, s: StepStatus) -> None:
+        """Count a search step's score into its wave's best (once the step has one)."""
+        if s.score is not None:
+            w = self.wave[s.id]
+            if s.score > self.best.get(w, 0.0):
+                self.best[w] = s.score
+
+    def delay(self, step_id: str) -> int:
+        """1 when the step is a weak match, whose children wait one wave: not an answer, and
+        scoring below ``WEAK_RATIO`` of the best of its wave. A document two parents propose
+        then goes to the stronger one even when it is a link deeper ("who leads the team that
+        maintains X?": the team's lead, not the lead a weak seed links to first). 0 otherwise,
+        and for a step without a score. Known once every step of its wave has finished."""
+        s = self.by_id[step_id]
+        score = s.score
+        if score is None or s.found:
+            return 0
+        return 1 if score < WEAK_RATIO * self.best.get(self.wave[step_id], 0.0) else 0
+
+    def expands_in(self, step_id: str) -> int:
+        return self.wave[step_id] + self.delay(step_id)
 
 
 def index_of(status: SearchRunStatus) -> LineageIndex:

@@ -75,7 +75,7 @@ class Planner:
         if old in IN_FLIGHT and phase.value not in IN_FLIGHT:
             self.idx.committed -= s.tokenAllowance
             if registry.kind_of(s.type).search:
-                self.idx.active_by_depth[s.depth] -= 1
+                self.idx.active_by_wave[self.idx.wave[s.id]] -= 1
         if old == P_RUNNING:
             self.idx.running.discard(s.id)
         elif old == P_BACKOFF:
@@ -169,17 +169,25 @@ class Planner:
         self.expand_waves()
 
     def expand_waves(self) -> None:
-        """Expand the finished search steps of the shallowest depth once none of that depth is
-        in flight, in step-id order: which parent gets a document two parents propose, and
-        where a budget cuts, then do not depend on the order in which steps finished."""
-        while self.idx.held:
-            depth = min(self.idx.by_id[i].depth for i in self.idx.held)
-            if self.idx.active_by_depth.get(depth, 0) > 0:
+        """Expand finished search steps in waves, so that which parent gets a document two
+        parents propose, and where a budget cuts, do not depend on the order in which steps
+        finished. A step's wave is its parent's expansion wave plus one; it expands in that wave,
+        or in the next one when it is a weak match (``LineageIndex.delay``): best first, level by
+        level. A wave expands once no search step of it or an earlier one is in flight; its
+        steps in step-id order, the weak ones of the wave before after them."""
+        idx = self.idx
+        while idx.held:
+            active = min((w for w, n in idx.active_by_wave.items() if n > 0), default=None)
+            ready = [i for i in idx.held if active is None or idx.wave[i] < active]
+            if not ready:
                 return
-            wave = sorted((i for i in self.idx.held if self.idx.by_id[i].depth == depth), key=path_key)
-            for sid in wave:
-                self.idx.held.discard(sid)
-                s = self.idx.by_id[sid]
+            due = {i: idx.expands_in(i) for i in ready}
+            x = min(due.values())
+            if active is not None and x >= active:
+                return
+            for sid in sorted((i for i in ready if due[i] == x), key=lambda i: (-idx.wave[i], path_key(i))):
+                idx.held.discard(sid)
+                s = idx.by_id[sid]
                 if not s.expanded:
                     self.mark_expanded(s)
                     registry.kind_of(s.type).expand(self, s, s.phase == P_SUCCEEDED)

@@ -28,7 +28,7 @@ from .index import index_of
 from .types import P_FAILED, P_QUEUED, P_SKIPPED, P_SUCCEEDED
 
 # What the engine reads of finished steps on every pass (kept as attributes; the rest thaws).
-HOT = ("id", "type", "phase", "depth", "doc", "parents", "attempts", "expanded", "found", "output",
+HOT = ("id", "type", "phase", "depth", "doc", "parents", "attempts", "expanded", "found", "score", "output",
        "tokens", "costUSD", "tokenAllowance", "via", "why", "note")
 _TERMINAL = (P_SUCCEEDED, P_FAILED, P_SKIPPED)
 

@@ -66,6 +66,7 @@ class StepResult:
     answers: int = 0                      # simple_search, aggregate_results
     note: str = ""                        # traverse_node: the note for its children
     proposals: tuple[tuple[str, str, str], ...] = ()  # traverse_node: (doc, via, why), best first
+    score: Optional[float] = None         # traverse_node: the agent's score of its document, in [0, 1]
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "StepResult":
@@ -104,6 +105,10 @@ class StepResult:
         if not isinstance(note, str) or len(note) > MAX_NOTE_CHARS:
             raise ValueError(f"step result field 'note' must be a string of at most {MAX_NOTE_CHARS} characters")
         proposals = _proposals(data.get("proposals", []))
+        score = data.get("score")
+        if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float))
+                                  or not math.isfinite(score) or not 0.0 <= score <= 1.0):
+            raise ValueError("step result field 'score' must be a number from 0 to 1, or null")
         nxt = _ids("next")
         if proposals and not nxt:
             nxt = tuple(p[0] for p in proposals)
@@ -119,6 +124,7 @@ class StepResult:
             answers=_int("answers"),
             note=note,
             proposals=proposals,
+            score=None if score is None else float(score),
         )
 
     def to_dict(self) -> dict:
@@ -139,6 +145,8 @@ class StepResult:
             out["note"] = self.note
         if self.proposals:
             out["proposals"] = [{"doc": d, "via": v, "why": w} for d, v, w in self.proposals]
+        if self.score is not None:
+            out["score"] = self.score
         return out
 
 

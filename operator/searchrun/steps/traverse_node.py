@@ -42,6 +42,8 @@ class TraverseNode(StepKind):
         step.proposals = [Proposal(doc=d, via=v, why=w) for d, v, w in proposals[:limit]]
         step.next = [p.doc for p in step.proposals]
         step.note = result.note[: run.spec.agent.maxContextChars] or None
+        step.score = result.score
+        run.idx.note_score(step)
 
     def expand(self, run, step, ok):
         if not (ok and step.proposals):
@@ -102,7 +104,7 @@ class TraverseNode(StepKind):
         return StepResult(tokens=d.usage.tokens, costUSD=d.usage.cost_usd, output=uri, found=d.found,
                           next=tuple(p.doc_id for p in proposals), note=d.note,
                           proposals=tuple((p.doc_id, p.relation[:63], clip(p.reason, 160)) for p in proposals),
-                          decision=decision)
+                          decision=decision, score=min(1.0, max(0.0, round(float(d.score), 4))))
 
 
 class _Plain:
