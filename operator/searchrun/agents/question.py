@@ -91,6 +91,7 @@ def analyse(query: str) -> Question:
         if w.isalpha() and (rank == 0 or rank >= NEAR_MIN_RANK):
             near = tuple((t, sim) for t, sim in NEIGHBOURS.near_terms(w) if t not in rel)[:MAX_NEAR_PER_TERM]
         terms.append(QTerm(s, w, frozenset(rel), rel, term_weight(rank), near, variants_of(s, rel)))
+    terms = _without_each_other(terms)
     ws = _asking_clause(query)
     focus: Optional[str] = None
     definitional = False
@@ -115,6 +116,21 @@ def analyse(query: str) -> Question:
     elif ws and ws[0] in ("define", "definition"):
         definitional = True
     return Question(tuple(terms), focus, definitional, focus == WHO and _agent_object(ws))
+
+
+def _without_each_other(terms: list[QTerm]) -> list[QTerm]:
+    """Each term's related words, less the question's other terms: in "phones can't get a
+    session: who is on call?", "phone" is a word of its own, not a second match for "call"."""
+    own = {t.stem for t in terms}
+    out = []
+    for t in terms:
+        others = own - {t.stem}
+        if t.related & others or any(r in others for r, _ in t.near):
+            ordered = tuple(r for r in t.ordered if r not in others)
+            t = QTerm(t.stem, t.surface, frozenset(ordered), ordered, t.weight,
+                      tuple((r, sim) for r, sim in t.near if r not in others), t.variants - others)
+        out.append(t)
+    return out
 
 
 _DETERMINERS = frozenset("the a an its their our your his her this that these those".split())

@@ -88,13 +88,15 @@ _WHERE_TERMS = frozenset(terms_of("place location office site building address r
 # General English words for one kind of thing: a question that names one ("which company",
 # "what rules") is answered by a document that is another ("vendor", "policy").
 KIND_CLASSES = tuple(frozenset(terms_of(names)) for names in (
-    "company firm business agency organisation organization corporation supplier vendor provider contractor consultancy",
+    "company firm business outfit agency body authority regulator watchdog institution organisation organization "
+    "corporation supplier vendor provider contractor consultancy",
     "rule policy regulation standard guideline code schedule",
     "machine server host cluster node computer instance",
 ))
-# "A storage company with ...", "Ridgeway Freight is a haulier that ...": what the document says it is
+# "A storage company with ...", "Ridgeway Freight is a haulier that ...", "... a contractor based
+# in ...": what the document says it is
 _ISA_RE = re.compile(r"^(?:[^.!?]{0,80}?\b(?:is|are)\s+)?(?:a|an|the|our)\s+((?:[\w-]+\s+){0,3}?[\w-]+)"
-                     r"(?=\s+(?:with|that|which|who|for|of|in|on|at|to|from|by|and|behind|where)\b|[,.;:]|$)", re.I)
+                     r"(?=\s+(?:with|that|which|who|for|of|in|on|at|to|from|by|and|behind|where|[a-z]+ed)\b|[,.;:]|$)", re.I)
 _DURATION_RE = re.compile(
     r"\b(?:\d+|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|"
     r"fifty|sixty|ninety|hundred)[\s-]+(?:[a-z]+[\s-]+)?(?:seconds?|minutes?|hours?|days?|weeks?|months?|years?|decades?)\b"

@@ -97,8 +97,23 @@ def term(word: str) -> Optional[str]:
     return stem(word)
 
 
+# "won't", "can't", "we're", "it's": the negation is a word, the rest of a contraction none
+# ("we're" gave a term "re", "won't" the verb "won")
+_CONTRACTION_RE = re.compile(r"n['\u2019]t\b|['\u2019](?:re|ve|ll|d|m|s)\b")
+_NEGATION_RE = re.compile(r"\b(wo|ca|sha)n['\u2019]t\b")
+_IRREGULAR_NEGATIONS = {"wo": "will", "ca": "can", "sha": "shall"}
+
+
+def _contraction(m: re.Match) -> str:
+    return " not" if m.group(0)[0] == "n" else ""
+
+
 def words(text: str) -> list[str]:
-    return WORD_RE.findall(text.lower())
+    text = text.lower()
+    if "'" in text or "\u2019" in text:
+        text = _NEGATION_RE.sub(lambda m: _IRREGULAR_NEGATIONS[m.group(1)] + " not", text)
+        text = _CONTRACTION_RE.sub(_contraction, text)
+    return WORD_RE.findall(text)
 
 
 def terms_of(text: str) -> list[str]:
