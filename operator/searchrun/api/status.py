@@ -131,6 +131,7 @@ class SearchRunStatus(Model):
     stoppedBy: Optional[str] = Field(default=None, description="the budget that stopped the run, if one did")
     limitsHit: list[str] = Field(default_factory=list, description="budgets and limits that trimmed the search")
     fallback: Optional[str] = Field(default=None, description="why the run fell back to simple search")
+    escalated: Optional[str] = Field(default=None, description="why a simple search went on to a deep search (it found nothing)")
     startedAt: Optional[str] = None
     finishedAt: Optional[str] = None
     budgetUsed: BudgetUsage = Field(default_factory=BudgetUsage)

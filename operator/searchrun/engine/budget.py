@@ -27,7 +27,8 @@ class BudgetAccount:
         return self.now >= self.deadline()
 
     def fan_in_started(self) -> bool:
-        return AGGREGATE in self.idx.by_id or SIMPLE in self.idx.by_id
+        # (a simple search that found nothing and went deep is no fan-in: see Planner.escalate)
+        return AGGREGATE in self.idx.by_id or (SIMPLE in self.idx.by_id and not self.st.escalated)
 
     def steps_left_for_search(self) -> int:
         reserve = 0 if self.fan_in_started() else FAN_IN_RESERVE

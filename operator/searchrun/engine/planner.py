@@ -18,7 +18,7 @@ from .index import IN_FLIGHT, index_of
 from .resume import mark_reused
 from .settled import SettledStep
 from .types import (
-    AGGREGATE, DETECT, P_BACKOFF, P_QUEUED, P_RUNNING, P_SKIPPED, P_SUCCEEDED, PLAN, SIMPLE,
+    AGGREGATE, DETECT, P_BACKOFF, P_QUEUED, P_RUNNING, P_SKIPPED, P_SUCCEEDED, PLAN, REPORT, SIMPLE,
     Event, JobNamer, Observation, StartStep, StepResult, iso, path_key, step_attempt_name,
 )
 
@@ -194,10 +194,21 @@ class Planner:
 
     def fallback(self, why: str, parents: list[str]) -> None:
         if SIMPLE in self.idx.by_id:
+            if self.st.escalated:  # the simple search came first and found nothing either: report that
+                self.add_step(REPORT, "create_report", [SIMPLE])
             return
         self.st.fallback = why
         self.event("FallbackToSimple", f"{why}: falling back to simple search", "Warning")
         self.add_step(SIMPLE, "simple_search", parents)
+
+    def escalate(self, why: str, parents: list[str]) -> None:
+        """A simple search that found nothing goes on to a deep search (once; the deep search's
+        own fallback then reports the simple search's empty result)."""
+        if PLAN in self.idx.by_id or self.st.fallback:
+            return
+        self.st.escalated = why
+        self.event("EscalatedToDeep", f"{why}: searching deep", "Warning")
+        self.add_step(PLAN, "plan_search", parents)
 
     def spawn(self, parent: StepStatus, children: list[tuple[str, str, str]], limit: int, limit_name: str, child_id,
               depth: int) -> int:
@@ -330,6 +341,8 @@ class Planner:
             parts.append(f"stopped by {self.st.stoppedBy}")
         if self.st.fallback:
             parts.append(f"fell back to simple search ({self.st.fallback})")
+        if self.st.escalated:
+            parts.append(f"went on to a deep search ({self.st.escalated})")
         return ", ".join(parts)
 
     def finish(self, phase: Phase, message: str) -> None:

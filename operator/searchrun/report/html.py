@@ -90,6 +90,8 @@ def _header(run: dict, steps: list[dict], answers: list) -> str:
         out.append('<div class="alert">Limits hit: ' + ", ".join(f"<b>{_e(h)}</b>" for h in hits) + "</div>")
     if run.get("fallback"):
         out.append(f'<div class="alert">Fell back to simple search: {_e(run.get("fallback"))}</div>')
+    if run.get("escalated"):
+        out.append(f'<div class="alert">Went on to a deep search: {_e(run.get("escalated"))}</div>')
     if run.get("message"):
         out.append(f'<div class="meta">{_e(run.get("message"))}</div>')
     out.append("</section>")
@@ -237,7 +239,7 @@ def _step_table(steps: list[dict]) -> str:
 def render_report(data: dict) -> str:
     """One self-contained HTML page for a finished run.
 
-    ``data``: ``{"run": {name, uid, query, intent, phase, stoppedBy, limitsHit, fallback,
+    ``data``: ``{"run": {name, uid, query, intent, phase, stoppedBy, limitsHit, fallback, escalated,
     startedAt, finishedAt}, "answers": [{docId, title, score, snippet, stepId, depth, path}],
     "steps": [{id, type, parents, depth, doc, docTitle, phase, found, deadEnd, tokens, costUSD,
     attempts, decision}], "budget": {"used": {...}, "limits": {...}}}``.

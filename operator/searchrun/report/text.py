@@ -60,6 +60,8 @@ def render_text_summary(data: dict) -> str:
         notes.append("limits hit: " + ", ".join(hits))
     if run.get("fallback"):
         notes.append(f"fallback: {_plain(run.get('fallback'), 120)}")
+    if run.get("escalated"):
+        notes.append(f"went deep: {_plain(run.get('escalated'), 120)}")
     if notes:
         lines.append("  " + "; ".join(notes))
     if answers:

@@ -83,7 +83,7 @@ def report_data(lineage: Mapping, answers: list, corpus=None) -> dict:
     return {
         "run": {"name": run.get("name"), "uid": run.get("uid"), "query": run.get("query"), "intent": status.get("intent"),
                 "phase": phase, "stoppedBy": status.get("stoppedBy"), "limitsHit": status.get("limitsHit", []),
-                "fallback": status.get("fallback"), "startedAt": status.get("startedAt"), "finishedAt": status.get("finishedAt")},
+                "fallback": status.get("fallback"), "escalated": status.get("escalated"), "startedAt": status.get("startedAt"), "finishedAt": status.get("finishedAt")},
         "answers": answers,
         "steps": out_steps,
         "budget": {"used": status.get("budgetUsed", {}), "limits": run.get("budget", {})},

@@ -1,9 +1,11 @@
-"""simple_search: one ranked search over the corpus (also the deep search's fallback)."""
+"""simple_search: one ranked search over the corpus (also the deep search's fallback). A lookup
+whose simple search finds nothing goes on to a deep search (``Planner.escalate``): a question
+misread as a lookup still gets its traversal."""
 
 from __future__ import annotations
 
 from ..api import Phase
-from ..engine.types import REPORT, StepResult
+from ..engine.types import REPORT, SIMPLE, StepResult
 from .kind import StepKind
 
 SIMPLE_HITS = 5
@@ -17,7 +19,9 @@ class SimpleSearch(StepKind):
         run.st.answers = result.answers
 
     def expand(self, run, step, ok):
-        if ok:
+        if ok and step.id == SIMPLE and not step.found and run.st.intent == "simple" and not run.st.fallback:
+            run.escalate("the simple search found nothing", parents=[step.id])
+        elif ok:
             run.add_step(REPORT, "create_report", [step.id])
         else:
             run.finish(Phase.Failed, f"{step.type} failed: {step.message}")
