@@ -53,9 +53,10 @@ def test_a_where_question_is_answered_by_a_type_the_corpus_uses_for_places(agent
     assert not seed.found and base.found
 
 
-def test_a_who_question_whose_path_covered_every_term_is_answered_by_a_person(agent):
+def test_a_who_question_whose_path_covered_its_subject_is_answered_by_a_person(agent):
     policy, person = walk(agent, "Who set the rest limits for pilots between duties?", ["pol-flight-time", "person-tomas-lind"])
-    assert not policy.found and "open: who" in policy.note
+    # "limitations" covers "limits" only, not also "set" (a related word of "set" that is a term of its own)
+    assert not policy.found and policy.note.endswith("open: set, who")
     assert person.found
 
 

@@ -59,3 +59,10 @@ def test_which_outfit_is_answered_by_the_contractor_the_link_leads_to():
     q = "Which outfit fixes the underground pipes our cables run through?"
     assert _child(agent, q, ["ducts", "civils"]).found
     assert not _child(agent, q, ["ducts", "works"]).found
+
+
+def test_what_a_group_does_is_no_request_for_a_procedure():
+    from searchrun.agents.question import HOWTO
+    assert analyse("What does the leakage team do?").focus != HOWTO
+    assert analyse("The help line menu has broken: what should I do?").focus == HOWTO
+    assert analyse("What does the team do when a pipe bursts?").focus == HOWTO

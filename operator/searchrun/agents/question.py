@@ -109,8 +109,9 @@ def analyse(query: str) -> Question:
                 focus = HOWTO  # "what procedure ...", "which runbook ...": a procedure
         elif ws[0] == "what" and len(ws) > 2 and ws[1] in ("is", "are") and len(surf) <= 3:
             definitional = True
-        elif ws[0] == "what" and len(ws) > 2 and ws[1] in _DO_ASKERS and "do" in ws[2:6]:
-            focus = HOWTO  # "what should staff do when ...", "what do I do if ..."
+        elif ws[0] == "what" and len(ws) > 2 and ws[1] in _DO_ASKERS and "do" in ws[2:6] and (
+                ws.index("do", 2) + 1 < len(ws) or ws[1] not in ("do", "does") or ws[2] in ("i", "we", "you")):
+            focus = HOWTO  # "what should staff do when ...", "what should I do?", not "what does the team do?"
     elif len(ws) > 2 and ws[0] == "how" and ws[1] in ("do", "should", "can") and ws[2] in ("i", "we", "you"):
         focus = HOWTO  # "how do I restore ...", not "how does X work"
     elif ws and ws[0] in ("define", "definition"):
