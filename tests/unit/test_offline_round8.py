@@ -66,3 +66,44 @@ def test_what_a_group_does_is_no_request_for_a_procedure():
     assert analyse("What does the leakage team do?").focus != HOWTO
     assert analyse("The help line menu has broken: what should I do?").focus == HOWTO
     assert analyse("What does the team do when a pipe bursts?").focus == HOWTO
+
+
+def test_a_phrasal_verb_is_read_as_the_verb_it_means():
+    from searchrun.agents.question import plain_verbs
+    assert plain_verbs("Who looks after the billing platform?") == "Who maintain the billing platform?"
+    assert plain_verbs("Who does Priya Nair answer to?") == "Who does Priya Nair report to?"
+    assert plain_verbs("How long do we hang on to call recordings?") == "How long do we keep call recordings?"
+    assert plain_verbs("Who do we ring when Quill goes wrong?") == "Who do we ring when Quill fail?"
+    assert {t.surface for t in analyse("Who keeps an eye on the router checks?").terms} == {"monitor", "router", "checks"}
+
+
+def test_a_reporting_link_says_who_the_boss_is():
+    boss = next(t for t in analyse("Who is Ruth Lane's boss?").terms if t.surface == "boss")
+    assert View("Tom Ridley", "person", "reports_to", "").strength(boss)[0] >= 0.8
+    assert View("Tom Ridley", "person", "member_of", "").strength(boss)[0] == 0.0
+
+
+def test_who_does_the_person_who_manages_it_report_to_is_answered_by_a_person():
+    agent = _corpus({
+        "office": {"title": "Cardiff Office", "type": "site", "content": "Our claims office in Cardiff.",
+                   "relationships": {"managed_by": ["sian"]}},
+        "sian": {"title": "Sian Morgan", "type": "person", "content": "Sian Morgan manages the Cardiff office.",
+                 "relationships": {"reports_to": ["owen"]}},
+        "owen": {"title": "Owen Pritchard", "type": "person", "content": "Owen Pritchard is chief operating officer."},
+    })
+    q = "Who does the person who manages the Cardiff office report to?"
+    assert _child(agent, q, ["office", "sian", "owen"]).found
+
+
+def test_the_person_a_who_question_names_is_not_its_answer():
+    agent = _corpus({
+        "priya": {"title": "Priya Nair", "type": "person", "content": "Priya Nair is a claims handler; she reports to Daniel.",
+                  "relationships": {"reports_to": ["daniel"]}},
+        "daniel": {"title": "Daniel Reyes", "type": "person", "content": "Daniel Reyes is head of motor claims."},
+    })
+    q = "Who does Priya Nair answer to?"
+    seed = agent.traverse(q, "priya", 3, 5000)
+    assert not seed.found and "names this document" in seed.reason
+    assert _child(agent, q, ["priya", "daniel"]).found
+    hits, _ = agent.simple_search("Who is Priya Nair?", 3, 5000)  # a lookup of her is still answered by her
+    assert [h.doc_id for h in hits] == ["priya"]

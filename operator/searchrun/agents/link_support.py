@@ -16,11 +16,11 @@ from typing import Iterable, Optional
 
 from .corpus_kinds import _NOT_AGENTS, _WHO_KIND_END, _place_link
 from .question import WHERE, WHO, Question, _WHO_ROLES
-from .text import kind_words, term
+from .text import kind_terms, kind_words, term
 
 
 def _stems(relation: str) -> set[str]:
-    return {t for t in map(term, kind_words(relation)) if t}
+    return set(kind_terms(relation))
 
 
 def is_agent_link(relation: Optional[str]) -> bool:

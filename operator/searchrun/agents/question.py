@@ -78,8 +78,28 @@ class Question:
         return [t.stem for t in self.terms]
 
 
+# Phrasal verbs whose words say nothing of what they mean ("looks after" is neither looking nor
+# after): read as the one verb they mean, before anything else (stems ignore the inflection).
+_PHRASAL = tuple((re.compile(p, re.I), v) for p, v in (
+    (r"\b(?:look|looks|looked|looking) after\b", "maintain"),
+    (r"\b(?:answer|answers|answered|answering) to\b", "report to"),
+    (r"\b(?:keep|keeps|kept|keeping) an eye on\b", "monitor"),
+    (r"\b(?:hang|hangs|hung|hanging|hold|holds|held|holding) on to\b", "keep"),
+    (r"\b(?:sign|signs|signed|signing) off\b", "approve"),
+    (r"\b(?:go|goes|went|gone|going) wrong\b|\b(?:fall|falls|fell|fallen|falling) over\b", "fail"),
+))
+
+
+def plain_verbs(query: str) -> str:
+    """``query`` with its phrasal verbs replaced by the verbs they mean (``_PHRASAL``)."""
+    for pat, verb in _PHRASAL:
+        query = pat.sub(verb, query)
+    return query
+
+
 def analyse(query: str) -> Question:
     """The question's terms (with related words), focus and shape."""
+    query = plain_verbs(query)
     surf = surface_forms(query)
     terms = []
     for s, w in surf.items():

@@ -68,7 +68,7 @@ from .question import (  # noqa: F401  (re-exported)
     analyse,
     term_weight,
 )
-from .text import kind_words, term, terms_of
+from .text import kind_terms, kind_words, term, terms_of
 
 K1 = 1.5
 B = 0.75
@@ -84,6 +84,8 @@ CONTENT_ONLY_SCORE = 0.75  # a document whose labels share nothing with a longer
 CLASS_MATCH = 0.75  # "which sponsor ...?" and a company reached by hosted_by: who, if not which
 OPENING_WORDS = 8  # a document's first words often say what it is ("A single machine with ...")
 
+# words for anyone at all: naming one says nothing about which person or group answers
+_ANYONE = frozenset(terms_of("person people someone somebody individual colleague employee"))
 _WHERE_TERMS = frozenset(terms_of("place location office site building address room venue campus depot hall region"))
 # General English words for one kind of thing: a question that names one ("which company",
 # "what rules") is answered by a document that is another ("vendor", "policy").
@@ -130,7 +132,7 @@ class View:
         self.head = {tws[-1]} if tws else set()  # English noun phrases end in what the thing is
         self.type = {t for t in map(term, kind_words(doc_type)) if t} if doc_type != "document" else set()
         kw = kind_words(relation or "")
-        self.kind = {t for t in map(term, kw) if t}
+        self.kind = set(kind_terms(relation or ""))
         self.agent_link = len(kw) >= 2 and kw[-1] in _WHO_KIND_END and term(kw[-2]) not in _NOT_AGENTS
         self.place_link = bool(set(kw) & _WHERE_KINDS)
         toks = terms_of(content)
@@ -198,11 +200,12 @@ class View:
             return 1.0 if self.is_howto() or not (self.corpus_types & HOWTO_TERMS) else 0.0
         labels = self.title | self.type | self.kind
         if q.focus in (WHO, WHERE):
-            labels = labels - set(q.stems)  # "who leads the department ...": not the department itself
-            own = (self.head | self.type) - set(q.stems)  # "Council contact centre" is a centre
-            if q.focus == WHO and self.type & self.agent_types - set(q.stems):
+            named = set(q.stems) - _ANYONE  # "who does the person who ... report to?": a person still answers
+            labels = labels - named  # "who leads the department ...": not the department itself
+            own = (self.head | self.type) - named  # "Council contact centre" is a centre
+            if q.focus == WHO and self.type & self.agent_types - named:
                 return 1.0
-            if q.focus == WHERE and self.type & self.place_types - set(q.stems):
+            if q.focus == WHERE and self.type & self.place_types - named:
                 return 1.0
             kinds, linked = (_WHO_TERMS, self.agent_link) if q.focus == WHO else (_WHERE_TERMS, self.place_link)
             if own & kinds:
@@ -210,7 +213,7 @@ class View:
             if linked or self.kind & kinds:
                 # the link says "by someone"; a typed document that is not a who/where is less sure
                 return SYNONYM_WEIGHT if self.type else 1.0
-            return SYNONYM_WEIGHT if (self.opening - set(q.stems)) & kinds else 0.0
+            return SYNONYM_WEIGHT if (self.opening - named) & kinds else 0.0
         if q.focus == DURATION:
             return 1.0 if self.duration else 0.0
         qt = next((t for t in q.terms if t.stem == q.focus), None)
@@ -253,7 +256,7 @@ def path_covered(q: Question, path: Optional[PathContext]) -> set[str]:
     seen = set(terms_of(established))
     for h in path.hops:
         seen.update(terms_of(h.title or ""))
-        seen.update(t for t in map(term, kind_words(h.relation or "")) if t)
+        seen.update(kind_terms(h.relation or ""))
     out = set()
     for t in q.terms:
         if t.stem in seen or (t.related & seen):
@@ -323,8 +326,13 @@ def judge(q: Question, view: View, path_terms: Iterable[str], threshold: float, 
     by_link = q.focus == WHO and fs >= 1.0 and view.agent_link and any(
         t.stem in view.kind or t.related & view.kind for t in q.terms)  # "who runs ...?" and led_by
     why = ""
+    # "Who does Priya Nair report to?": the document the question names is whom it asks about
+    # (its title is all the question's words, and the question says more: the relation asked)
+    named = q.focus in (WHO, WHERE) and bool(view.title) and view.title < set(q.stems)
     if score < threshold or score <= 0:
         why = f"score {score:.2f} < threshold {threshold:.2f}"
+    elif named:
+        why = "the question names this document; it asks who or where stands in a relation to it"
     elif n_open == 0 and not (gives_focus and q.focus in (WHO, WHERE) and path_terms and not after_answer):
         # (the path covered every term but not the who or where: a document that is one answers)
         why = "adds nothing the path had not covered"

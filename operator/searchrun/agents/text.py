@@ -143,6 +143,20 @@ def kind_words(kind: str) -> tuple[str, ...]:
     return tuple(w.lower() for w in _KIND_SPLIT_RE.split(kind or "") if w)
 
 
+# What a question calls the other end of a reporting link: X reports_to Y, so Y is X's boss.
+_REPORTING_NOUNS = ("boss", "manager", "supervisor", "superior")
+
+
+@lru_cache(maxsize=4096)
+def kind_terms(kind: str) -> frozenset[str]:
+    """Index terms of a relationship kind, with the nouns a question uses for what it links to:
+    ``reports_to`` is also "boss", "manager", "supervisor" ("Who is Ruth Lane's boss?")."""
+    out = {t for t in map(term, kind_words(kind)) if t}
+    if stem("report") in out and len(out) == 1:
+        out |= {stem(w) for w in _REPORTING_NOUNS}
+    return frozenset(out)
+
+
 def estimate_tokens(n_words: int) -> int:
     return math.ceil(max(0, n_words) * TOKENS_PER_WORD)
 
