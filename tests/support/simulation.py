@@ -27,6 +27,7 @@ class SyntheticGraph:
     seed: int = 0
     children: dict[str, list[str]] = field(default_factory=dict)
     answers: set[str] = field(default_factory=set)
+    scores: dict[str, float] = field(default_factory=dict)  # what a traversal scores each document (weak matches wait a wave)
 
     def __post_init__(self) -> None:
         rnd = random.Random(self.seed)
@@ -35,6 +36,8 @@ class SyntheticGraph:
             self.children[d] = rnd.sample(ids, min(self.branching, len(ids)))
             if rnd.random() < self.answer_rate:
                 self.answers.add(d)
+        rs = random.Random(self.seed + 1)  # a stream of its own: the graph stays what it was
+        self.scores = {d: round(rs.random(), 4) for d in ids}
 
 
 def graph_outcome(graph: SyntheticGraph, fail_rate: float = 0.0, tokens: int = 300, seed: int = 0, intent: str = "deep") -> Outcome:
@@ -49,6 +52,7 @@ def graph_outcome(graph: SyntheticGraph, fail_rate: float = 0.0, tokens: int = 3
             "detect_intent": lambda: StepResult(tokens=min(20, allowance), intent=intent),
             "plan_search": lambda: StepResult(tokens=min(50, allowance), seeds=tuple(f"d{i}" for i in range(a.input["k"] * 2))),
             "traverse_node": lambda: StepResult(tokens=used, found=a.input["doc"] in graph.answers,
+                                                score=graph.scores.get(a.input["doc"]),
                                                 next=tuple(graph.children.get(a.input["doc"], []))[: 2 * a.input["k"]]),
             "simple_search": lambda: StepResult(tokens=min(100, allowance), found=True, answers=1),
             "aggregate_results": lambda: StepResult(found=True, answers=len(a.input["parents"])),
