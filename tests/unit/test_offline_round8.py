@@ -107,3 +107,22 @@ def test_the_person_a_who_question_names_is_not_its_answer():
     assert _child(agent, q, ["priya", "daniel"]).found
     hits, _ = agent.simple_search("Who is Priya Nair?", 3, 5000)  # a lookup of her is still answered by her
     assert [h.doc_id for h in hits] == ["priya"]
+
+
+def test_which_group_is_answered_by_a_team():
+    q = analyse("Which group owns the rating engine?")
+    assert View("Pricing Team", "team", "owned_by", "").focus_strength(q) == 1.0
+
+
+def test_a_weak_seed_passes_on_what_the_document_linking_to_it_established():
+    agent = _corpus({
+        "runbook": {"title": "Ember rollback runbook", "type": "runbook",
+                    "content": "How to roll back a rate release that produces wrong premiums.",
+                    "relationships": {"applies_to": ["ember"]}},
+        "ember": {"title": "Ember", "type": "system", "content": "Ember is the rating engine.",
+                  "relationships": {"owned_by": ["pricing"]}},
+        "pricing": {"title": "Pricing Team", "type": "team", "content": "The pricing team builds the rating models."},
+    })
+    q = "Which group owns the software that the Ember rollback runbook covers?"
+    seed = agent.traverse(q, "ember", 3, 5000)  # a seed: no path of its own
+    assert not seed.found and "rollback" in seed.note.split("open:")[0]

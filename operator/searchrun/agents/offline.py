@@ -243,10 +243,10 @@ class OfflineAgent:
             if ij is not None and ij.found and (not j.found or ij.score > j.score):
                 j, covered_by_path = ij, implied_covered
             else:
-                if ij is not None and not j.found and (j.score >= self.threshold or (q.agent_object and self.is_agent(doc_id))):
-                    # not an answer either way, but a match for the question (or the group that "who
-                    # leads the team that ...?" names): the children are told what the linking
-                    # document established too
+                if ij is not None and not j.found and (max(j.score, ij.score) >= self.threshold or (q.agent_object and self.is_agent(doc_id))):
+                    # not an answer either way, but a match for the question, on its own or as
+                    # reached from the linking document (or the group that "who leads the team
+                    # that ...?" names): the children are told what the linking document established too
                     passed_on = set(ij.covered)
                 implied = ()
         passed_on = set(j.covered) | passed_on

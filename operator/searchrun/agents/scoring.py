@@ -94,6 +94,7 @@ KIND_CLASSES = tuple(frozenset(terms_of(names)) for names in (
     "corporation supplier vendor provider contractor consultancy",
     "rule policy regulation standard guideline code schedule",
     "machine server host cluster node computer instance",
+    "group team squad crew unit department division committee board",
 ))
 # "A storage company with ...", "Ridgeway Freight is a haulier that ...", "... a contractor based
 # in ...": what the document says it is
