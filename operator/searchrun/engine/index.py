@@ -84,7 +84,6 @@ class LineageIndex:
         self.cost += s.costUSD
         self.max_depth = max(self.max_depth, s.depth if s.attempts > 0 else 0)
 
-
     def note_score(self, s: StepStatus) -> None:
         """Count a search step's score into its wave's best (once the step has one)."""
         if s.score is not None:
@@ -105,6 +104,7 @@ class LineageIndex:
         return 1 if score < WEAK_RATIO * self.best.get(self.wave[step_id], 0.0) else 0
 
     def expands_in(self, step_id: str) -> int:
+        """The wave in which the step expands (its children's wave is one more)."""
         return self.wave[step_id] + self.delay(step_id)
 
 
