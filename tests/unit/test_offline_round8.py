@@ -3,19 +3,11 @@ for an organisation, and what a document says it is."""
 
 from __future__ import annotations
 
-import json
-
-from searchrun.agents.offline import OfflineAgent
 from searchrun.agents.question import analyse
 from searchrun.agents.scoring import View
 from searchrun.agents.text import terms_of, words
-from searchrun.corpus import parse_corpus
 
-from test_offline_round7 import _child
-
-
-def _corpus(docs: dict) -> OfflineAgent:
-    return OfflineAgent(parse_corpus(json.dumps({"documents": docs}).encode(), "test"), 0.35)
+from test_offline_round7 import _child, _corpus
 
 
 def test_a_contraction_gives_no_term_of_its_own():

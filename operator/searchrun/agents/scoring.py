@@ -329,10 +329,10 @@ def judge(q: Question, view: View, path_terms: Iterable[str], threshold: float, 
     why = ""
     # "Who does Priya Nair report to?": the document the question names is whom it asks about
     # (its title is all the question's words, and the question says more: the relation asked)
-    named = q.focus in (WHO, WHERE) and bool(view.title) and view.title < set(q.stems)
+    names_it = q.focus in (WHO, WHERE) and bool(view.title) and view.title < set(q.stems)
     if score < threshold or score <= 0:
         why = f"score {score:.2f} < threshold {threshold:.2f}"
-    elif named:
+    elif names_it:
         why = "the question names this document; it asks who or where stands in a relation to it"
     elif n_open == 0 and not (gives_focus and q.focus in (WHO, WHERE) and path_terms and not after_answer):
         # (the path covered every term but not the who or where: a document that is one answers)

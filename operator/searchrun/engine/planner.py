@@ -203,8 +203,10 @@ class Planner:
 
     def escalate(self, why: str, parents: list[str]) -> None:
         """A simple search that found nothing goes on to a deep search (once; the deep search's
-        own fallback then reports the simple search's empty result)."""
+        own fallback then reports the simple search's empty result). Not when the simple search
+        was itself the deep search's fallback: then it reports what it found."""
         if PLAN in self.idx.by_id or self.st.fallback:
+            self.add_step(REPORT, "create_report", parents)
             return
         self.st.escalated = why
         self.event("EscalatedToDeep", f"{why}: searching deep", "Warning")

@@ -19,7 +19,7 @@ class SimpleSearch(StepKind):
         run.st.answers = result.answers
 
     def expand(self, run, step, ok):
-        if ok and step.id == SIMPLE and not step.found and run.st.intent == "simple" and not run.st.fallback:
+        if ok and step.id == SIMPLE and not step.found:
             run.escalate("the simple search found nothing", parents=[step.id])
         elif ok:
             run.add_step(REPORT, "create_report", [step.id])
