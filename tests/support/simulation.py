@@ -75,7 +75,9 @@ class SimulatedRun:
 
 def simulate(spec: SearchRunSpec, outcome: Outcome, run_uid: str = "0123456789abcdef", max_rounds: int = 100000,
              keep_decisions: bool = False, start: Optional[datetime] = None, seconds_per_round: float = 1.0,
-             job_namer: JobNamer = step_attempt_name) -> SimulatedRun:
+             job_namer: JobNamer = step_attempt_name, reload: bool = False) -> SimulatedRun:
+    """``reload``: the status is read back from its JSON before every pass, as by an executor
+    that restarted (the engine's index is rebuilt from it)."""
     now = start or datetime(2026, 1, 1, tzinfo=timezone.utc)
     status: Optional[SearchRunStatus] = None
     running: dict[str, StartStep] = {}
@@ -84,6 +86,8 @@ def simulate(spec: SearchRunSpec, outcome: Outcome, run_uid: str = "0123456789ab
     observations: dict[str, Observation] = {}
     max_running = 0
     for rounds in range(1, max_rounds + 1):
+        if reload and status is not None:
+            status = SearchRunStatus.model_validate(status.model_dump(mode="json", exclude_none=True))
         d = reconcile(spec, status, observations, now, run_uid, job_namer=job_namer)
         status = d.status
         if keep_decisions:

@@ -7,7 +7,7 @@ apart. Field names are camelCase, as Kubernetes users expect.
 
 from .base import GROUP, VERSION, KIND, PLURAL, SINGULAR, SHORT_NAMES, API_VERSION, MAX_QUERY_CHARS, MAX_NOTE_CHARS, MAX_RELATION_CHARS, MAX_REASON_CHARS, BUILTIN_NAMES, CORPUS_URI_PATTERN, QUERY_CONTROL, query_problem, corpus_uri_problem, DEFAULT_IMAGE, Model
 from .spec import CorpusFormat, CorpusRef, CEL_CORPUS_RULES, AgentType, SecretKeyRef, AgentSpec, BudgetMeta, Budget, BUDGET_FIELDS, CEL_BUDGET_RULES, CEL_AGENT_RULES, ResourceList, Resources, JobGrouping, StepSettings, ArtifactSettings, CacheMode, CacheSettings, SearchRunSpec, CEL_SPEC_RULES
-from .status import Phase, StepPhase, TERMINAL_STEP_PHASES, Proposal, StepRef, StepStatus, BudgetUsage, Condition, LineageSummary, Resume, SearchRunStatus
+from .status import Phase, StepPhase, TERMINAL_STEP_PHASES, Proposal, StepRef, StepStatus, BudgetUsage, Condition, LineageSummary, Resume, WavePlan, SearchRunStatus
 from .resource import DNS_SUBDOMAIN, DNS_LABEL, MAX_ANNOTATIONS_BYTES, ObjectMeta, SearchRun, parse_manifest
 
 __all__ = [
@@ -59,6 +59,7 @@ __all__ = [
     "Condition",
     "LineageSummary",
     "Resume",
+    "WavePlan",
     "SearchRunStatus",
     "DNS_SUBDOMAIN",
     "DNS_LABEL",

@@ -124,6 +124,16 @@ class Resume(Model):
     epoch: Optional[int] = Field(default=None, ge=1, description="cluster: the resumed run's epoch; its Jobs and artifacts are under the run id <uid>-r<epoch>")
 
 
+class WavePlan(Model):
+    """A wave of traversal steps planned over several passes (``engine.planner.WAVE_CHUNK`` new
+    steps a pass, to bound the operator's memory): the budget as it stood when the wave's
+    planning began, so that each part of it gets the token allowances one pass would give."""
+
+    tokens: int = Field(ge=0, description="tokens used when the wave's planning began")
+    costUSD: float = Field(ge=0, description="cost when the wave's planning began")
+    reserved: int = Field(ge=0, description="tokens reserved by the steps in flight then, plus the allowances of the wave's steps planned so far")
+
+
 class SearchRunStatus(Model):
     phase: Phase = Phase.Pending
     intent: Optional[Literal["simple", "deep"]] = None
@@ -147,6 +157,7 @@ class SearchRunStatus(Model):
     answers: int = 0
     conditions: list[Condition] = Field(default_factory=list)
     resumes: list[Resume] = Field(default_factory=list, description="each resume of the run, oldest first")
+    wavePlan: Optional[WavePlan] = Field(default=None, description="set while a wave of traversal steps is being planned over several passes")
     observedGeneration: Optional[int] = None
 
     @field_serializer("steps", mode="wrap")

@@ -39,32 +39,42 @@ class BudgetAccount:
     def price_per_token(self) -> float:
         return self.spec.agent.costPer1kTokensUSD / 1000.0
 
-    def token_allowance(self) -> int:
+    def _used(self, planning: bool) -> tuple[int, float, int]:
+        """Tokens used, cost, and tokens reserved by the steps in flight. While a wave is planned
+        over several passes (``planning`` and ``status.wavePlan``): as they stood when its
+        planning began, plus its own allowances, whatever finished since."""
+        wp = self.st.wavePlan if planning else None
+        if wp is not None:
+            return wp.tokens, wp.costUSD, wp.reserved
+        return self.idx.tokens, self.idx.cost, self.idx.committed
+
+    def token_allowance(self, planning: bool = False) -> int:
         """Tokens a step may spend: reserved from what is left (``committed`` holds what the
         steps in flight may still spend), so that the run's tokens (and cost) stay within
         budget even with steps in flight."""
-        reserved = self.idx.committed
-        left = self.b.maxTokens - self.idx.tokens - reserved
+        tokens, cost, reserved = self._used(planning)
+        left = self.b.maxTokens - tokens - reserved
         price = self.price_per_token()
         if price > 0:
-            cost_left = self.b.maxCostUSD - self.idx.cost - reserved * price
+            cost_left = self.b.maxCostUSD - cost - reserved * price
             left = min(left, int(math.floor(max(0.0, cost_left) / price + 1e-9)))
         # A step's fair share of the run's tokens. It does not depend on maxParallel: the same
         # manifest gets the same allowances (and so the same tokens) at any parallelism.
         cap = max(MIN_STEP_TOKENS, self.b.maxTokens // self.b.maxSteps)
         return max(0, min(left, cap))
 
-    def spent(self) -> Optional[tuple[str, str]]:
+    def spent(self, planning: bool = False) -> Optional[tuple[str, str]]:
         """The first budget that forbids another search step, if any: (budget, why)."""
         if self.past_deadline():
             return "deadlineSeconds", f"{self.b.deadlineSeconds}s passed"
         if self.steps_left_for_search() <= 0:
             return "maxSteps", f"{self.b.maxSteps} steps planned"
-        if self.b.maxTokens - self.idx.tokens < MIN_STEP_TOKENS:
-            return "maxTokens", f"{self.idx.tokens} of {self.b.maxTokens} tokens used"
+        tokens, cost, _ = self._used(planning)
+        if self.b.maxTokens - tokens < MIN_STEP_TOKENS:
+            return "maxTokens", f"{tokens} of {self.b.maxTokens} tokens used"
         price = self.price_per_token()
-        if price > 0 and self.b.maxCostUSD - self.idx.cost < MIN_STEP_TOKENS * price:
-            return "maxCostUSD", f"${self.idx.cost:.4f} of ${self.b.maxCostUSD} used"
+        if price > 0 and self.b.maxCostUSD - cost < MIN_STEP_TOKENS * price:
+            return "maxCostUSD", f"${cost:.4f} of ${self.b.maxCostUSD} used"
         return None
 
     def account(self) -> None:

@@ -53,7 +53,7 @@ def reconcile(
         p.launch()
         if complete:
             p.restart_missing(observations)
-        if not p.idx.running and not p.idx.queue and not p.idx.backoff and status.phase == Phase.Running.value:
+        if not (p.idx.running or p.idx.queue or p.idx.backoff or p.more) and status.phase == Phase.Running.value:
             # Nothing runs and nothing can: a dead run must not hang.
             p.finish(Phase.Failed, "no step can make progress (internal error)")
     p.budget.account()
