@@ -79,6 +79,18 @@ JOB_SELECTOR = "app.kubernetes.io/managed-by=searchrun"
 MANAGED_BY = "searchrun.dev/bench-driver"  # jobs mode: the Jobs' spec.managedBy (this process completes them)
 
 
+def proc_status_kib(pid: int, field: str) -> int:
+    """A /proc/PID/status figure in KiB (VmRSS, VmHWM); 0 once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
@@ -761,15 +773,18 @@ class Bench:
                                         "-o", str(out), "-f", "speedscope", "-r", "100", "--nonblocking", *self.args.profile_args.split()],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 log(f"{tag}: py-spy -> {out}")
+            rss0 = proc_status_kib(op.proc.pid, "VmRSS")
             t0 = time.monotonic()
             self.cluster.apply(*docs)
             created = {}
             polls = 0
+            rss_trace: list[tuple[float, int]] = []  # (seconds into the run, VmRSS KiB): where the peak came
             done: dict[str, dict] = {}
             while time.monotonic() - t0 < timeout:
                 items = custom.list_namespaced_custom_object("searchrun.dev", "v1alpha1", ns, "searchruns")["items"]
                 polls += 1
                 now = time.monotonic()
+                rss_trace.append((now - t0, proc_status_kib(op.proc.pid, "VmRSS")))
                 for r in items:
                     name = r["metadata"]["name"]
                     created.setdefault(name, t0)
@@ -792,11 +807,8 @@ class Bench:
                           "searchrun_engine_decision_seconds_sum", "searchrun_engine_decision_seconds_count"):
                     if line.startswith(m + " "):
                         passes[m] = float(line.split()[1])
-            hwm = 0
-            with open(f"/proc/{op.proc.pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        hwm = int(line.split()[1])
+            hwm = proc_status_kib(op.proc.pid, "VmHWM")
+            peak_at, peak_rss = max(rss_trace, key=lambda x: x[1]) if rss_trace else (float("nan"), 0)
             time.sleep(2.0)  # the last Jobs' completions reach the watch
             jobs, step_recs = driver.snapshot()
             lineages, status_bytes, steps_total, phases, offloaded, lineage_bytes = {}, [], 0, [], 0, []
@@ -850,6 +862,7 @@ class Bench:
                 "api_by": {k: by1.get(k, 0) - by0.get(k, 0) for k in ("PATCH searchruns/status", "POST jobs", "POST events")},
                 "api_all_by": dict(sorted(((k, by1[k] - by0.get(k, 0)) for k in by1 if by1[k] - by0.get(k, 0) > 0), key=lambda kv: -kv[1])[:15]),
                 "cpu_s": cpu, "rss_peak_mib": hwm / 1024,
+                "rss_start_mib": rss0 / 1024, "rss_peak_at_s": peak_at, "rss_sampled_peak_mib": peak_rss / 1024,
                 "passes": passes.get("searchrun_reconcile_seconds_count", 0),
                 "pass_ms": 1000 * passes.get("searchrun_reconcile_seconds_sum", 0) / max(1, passes.get("searchrun_reconcile_seconds_count", 0)),
                 "decision_ms": 1000 * passes.get("searchrun_engine_decision_seconds_sum", 0) / max(1, passes.get("searchrun_engine_decision_seconds_count", 0)),
@@ -961,6 +974,9 @@ def table(b: Bench, args) -> str:
             lambda r: f"{r['passes']:.0f}, {r['pass_ms']:.0f} ms ({r['decision_ms']:.1f} ms)")
         row("operator CPU", lambda r: f"{r['cpu_s']:.1f} s ({r['cpu_s'] / max(1, r.get('steps_started', r['jobs'])) * 1000:.1f} ms/step)")
         row("operator peak RSS", lambda r: f"{r['rss_peak_mib']:.0f} MiB")
+        row("operator RSS before the runs; highest sampled RSS, and when (s into the run)",
+            lambda r: f"{r.get('rss_start_mib', float('nan')):.0f} MiB; {r.get('rss_sampled_peak_mib', float('nan')):.0f} MiB at "
+                      f"{r.get('rss_peak_at_s', float('nan')):.1f} of {r['wall_s']:.1f} s")
         row("CPU by component: operator / API server / etcd / KCM / scheduler / kwok / S3 / bench", lambda r: " / ".join(
             [f"{r['cpu_s']:.0f}"] + [f"{r['cpu_others_s'].get(k, float('nan')):.0f}" for k in (
                 "kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kwok", "S3 server", "bench (driver, watch)")]) + " s")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from searchrun.api import SearchRunSpec, SearchRunStatus
@@ -51,7 +51,10 @@ def test_a_pass_plans_at_most_a_chunk_and_comes_back_at_once(chunk):
     assert cut >= 3
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+# two cases found before a step kept its planned allowance at launch (``Planner.launch``)
+@example(agents=1, depth=4, fanout=4, extra=37, par=1, tokens=2000, n_docs=45, branching=5, used=328, seed=2, size=1)
+@example(agents=1, depth=4, fanout=4, extra=37, par=1, tokens=2000, n_docs=38, branching=7, used=50, seed=0, size=1)
 @given(agents=st.integers(1, 6), depth=st.integers(1, 4), fanout=st.integers(1, 8), extra=st.integers(0, 200),
        par=st.integers(1, 40), tokens=st.integers(2000, 200_000), n_docs=st.integers(20, 400), branching=st.integers(1, 8),
        used=st.integers(0, 3000), seed=st.integers(0, 1000), size=st.integers(1, 12))

@@ -298,7 +298,9 @@ class Planner:
             if s.phase != P_QUEUED:
                 continue
             search = registry.kind_of(s.type).search
-            allowance = self.budget.token_allowance()
+            # A step planned with an allowance (``spawn``) keeps it: reserved since, and the same
+            # whichever steps finished before this one starts (or where its wave was cut).
+            allowance = s.tokenAllowance if s.tokenAllowance > 0 else self.budget.token_allowance()
             if search and allowance < MIN_STEP_TOKENS:
                 if self.idx.running:
                     self.idx.queue.appendleft(sid)  # tokens are reserved by running steps: wait for them

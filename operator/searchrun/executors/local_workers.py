@@ -35,6 +35,7 @@ WORKER_COMMAND = [sys.executable, "-m", "searchrun", "step-worker"]
 
 class _Worker:
     def __init__(self, corpus_uri: str, corpus_format: str, query: str = ""):
+        from ..agents import registry  # noqa: F401  (the agent kinds, imported once, before the forks)
         from ..agents.bm25 import index_for
         from ..artifacts import read_uri
         from ..corpus import load_corpus

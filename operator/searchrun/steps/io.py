@@ -9,7 +9,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Mapping
 
-from ..agents import make_agent
 from ..artifacts import open_store, read_uri, step_key
 from ..corpus import load_corpus
 from .context import StepContext, StepError
@@ -30,6 +29,8 @@ class StepIO:
 
     @cached_property
     def agent(self):
+        from ..agents import make_agent  # not imported by the operator (``agents.__getattr__``)
+
         return make_agent(self.ctx.agent, self.corpus, self.env)
 
     @property
