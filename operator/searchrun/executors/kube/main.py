@@ -12,9 +12,9 @@ M_ARENA_MAX = -8  # glibc's mallopt parameter
 
 def limit_malloc_arenas(n: int = 2) -> None:
     """glibc gives threads that allocate at once arenas of their own (up to 8 a core), whose free
-    memory the others do not reuse; the operator's threads (kopf's executor, the Job watch, the
-    write pool) raised a 10,000-step run's peak RSS from 148 to 155 MiB (BENCHMARKS.md). Before
-    any thread starts. ``MALLOC_ARENA_MAX`` in the environment wins; not glibc: nothing to do."""
+    memory the others do not reuse: with the operator's threads (kopf's executor, the Job watch,
+    the write pool) a 10,000-step run peaked at 155-157 MiB RSS, at 148-152 MiB with two arenas
+    (BENCHMARKS.md). Called before any thread starts. ``MALLOC_ARENA_MAX`` in the environment wins; not glibc: nothing to do."""
     if "MALLOC_ARENA_MAX" in os.environ:
         return
     try:
