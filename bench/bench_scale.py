@@ -79,18 +79,6 @@ JOB_SELECTOR = "app.kubernetes.io/managed-by=searchrun"
 MANAGED_BY = "searchrun.dev/bench-driver"  # jobs mode: the Jobs' spec.managedBy (this process completes them)
 
 
-def proc_status_kib(pid: int, field: str) -> int:
-    """A /proc/PID/status figure in KiB (VmRSS, VmHWM); 0 once the process is gone."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
@@ -773,7 +761,7 @@ class Bench:
                                         "-o", str(out), "-f", "speedscope", "-r", "100", "--nonblocking", *self.args.profile_args.split()],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 log(f"{tag}: py-spy -> {out}")
-            rss0 = proc_status_kib(op.proc.pid, "VmRSS")
+            rss0 = op.status_kib("VmRSS")
             t0 = time.monotonic()
             self.cluster.apply(*docs)
             created = {}
@@ -784,7 +772,7 @@ class Bench:
                 items = custom.list_namespaced_custom_object("searchrun.dev", "v1alpha1", ns, "searchruns")["items"]
                 polls += 1
                 now = time.monotonic()
-                rss_trace.append((now - t0, proc_status_kib(op.proc.pid, "VmRSS")))
+                rss_trace.append((now - t0, op.status_kib("VmRSS")))
                 for r in items:
                     name = r["metadata"]["name"]
                     created.setdefault(name, t0)
@@ -807,7 +795,7 @@ class Bench:
                           "searchrun_engine_decision_seconds_sum", "searchrun_engine_decision_seconds_count"):
                     if line.startswith(m + " "):
                         passes[m] = float(line.split()[1])
-            hwm = proc_status_kib(op.proc.pid, "VmHWM")
+            hwm = op.status_kib("VmHWM")
             peak_at, peak_rss = max(rss_trace, key=lambda x: x[1]) if rss_trace else (float("nan"), 0)
             time.sleep(2.0)  # the last Jobs' completions reach the watch
             jobs, step_recs = driver.snapshot()

@@ -107,12 +107,19 @@ class Operator:
             return ""
 
 
-    def rss_kib(self) -> int:
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
+    def status_kib(self, field: str) -> int:
+        """A /proc/PID/status figure in KiB (VmRSS, VmHWM); 0 once the process is gone."""
+        try:
+            with open(f"/proc/{self.proc.pid}/status") as f:
+                for line in f:
+                    if line.startswith(field + ":"):
+                        return int(line.split()[1])
+        except OSError:
+            pass
         return 0
+
+    def rss_kib(self) -> int:
+        return self.status_kib("VmRSS")
 
     def cpu_seconds(self) -> float:
         with open(f"/proc/{self.proc.pid}/stat") as f:
