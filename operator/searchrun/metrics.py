@@ -34,7 +34,7 @@ STEP_QUEUE = Histogram("searchrun_step_queue_seconds",
                        "and the Job complete (complete): the cluster's share of a step.", ["phase"],
                        buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800), registry=REGISTRY)
 STEP_HANDOFF = Histogram("searchrun_step_handoff_seconds",
-                         "Time from a finished step Job seen by the operator to each Job the pass that applied it created: "
+                         "Time from a finished step Job (or group Job index) seen by the operator to each Job the pass that applied it created: "
                          "the operator's share.", buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
                          registry=REGISTRY)
 CACHE_HITS = Counter("searchrun_cache_hits_total", "Steps answered from the step cache (no Job), by step type.", ["step_type"], registry=REGISTRY)

@@ -197,6 +197,29 @@ def test_a_perfanout_run_makes_one_job_per_fanout_and_one_lineage_entry_per_step
     assert fake.creates == [job_name(UID, x) for x in ("detect", "plan", "g-t0", "aggregate", "report")]
 
 
+def test_the_handoff_clock_counts_the_steps_started_after_a_group_jobs_indexes(tmp_path):
+    """searchrun_step_handoff_seconds under PerFanout: the pass that applies the group Job's
+    indexes and starts the fan-in is timed from the index's end (before, only per-step Jobs were)."""
+    from searchrun import metrics
+    from searchrun.executors.kube.jobwatch import JobCache
+
+    fake = _IndexedKube(open_store(f"file://{tmp_path}"))
+    cache = JobCache(None, ["ns"], lambda uid: None)
+    cache.synced.set()
+    for name in ("job", "put", "on_change", "applied", "queue"):  # the fake's Jobs go through the real cache
+        setattr(fake, name, getattr(cache, name))
+
+    def count():
+        return metrics.REGISTRY.get_sample_value("searchrun_step_handoff_seconds_count") or 0.0
+
+    n0 = count()
+    d = _drive(_reconciler(fake, tmp_path))
+    assert d.status.phase == "Succeeded"
+    # plan (after detect), 4 traversals (after plan), aggregate (after the group's indexes), report
+    assert count() - n0 == 7
+    assert cache.queue._finished == {}, "each noted end was applied"
+
+
 def test_a_failing_index_fails_its_step_only(tmp_path):
     fake = _IndexedKube(open_store(f"file://{tmp_path}"), fail={"t1"})
     d = _drive(_reconciler(fake, tmp_path))

@@ -119,3 +119,55 @@ def test_the_queue_histogram_is_exported_by_phase():
     text = generate_latest(metrics.REGISTRY).decode()
     for phase in ("pod_created", "pod_running", "complete"):
         assert f'searchrun_step_queue_seconds_bucket{{le="30.0",phase="{phase}"}}' in text
+
+
+def _group(rv, ended=None, conditions=(), name="sr-abc-g0", **status):
+    from searchrun.executors.kube.fanout import A_STEPS
+
+    job = _job(rv, conditions, name=name, **status)
+    job["metadata"]["annotations"] = {A_STEPS: "t1:1,t2:1,t3:1"}
+    if ended:
+        job["status"]["completedIndexes"] = ended
+    return job
+
+
+def test_a_group_jobs_steps_hand_off_from_when_their_index_was_seen_ended():
+    """PerFanout: one Job, three steps; each index is timed from the watch event that showed it
+    completed, not from the whole Job's end."""
+    from searchrun.executors.kube.queue_metrics import index_key
+
+    cache, clock, _ = _cache()
+    cache.put(_group(1))
+    clock.t = 110.0
+    cache._apply("MODIFIED", _group(2, "0", active=2, succeeded=1))
+    clock.t = 111.0
+    cache._apply("MODIFIED", _group(3, "0-1", active=1, succeeded=2))
+    assert cache.queue._finished == {("run-1", index_key("sr-abc-g0", 0)): 110.0,
+                                     ("run-1", index_key("sr-abc-g0", 1)): 111.0}
+    obs = {"t1": Observation("t1", 1, "succeeded"), "t2": Observation("t2", 1, "succeeded"),
+           "t3": Observation("t3", 1, "running")}
+    keys = {f"t{i + 1}": index_key("sr-abc-g0", i) for i in range(3)}
+    n0, s0 = _count("searchrun_step_handoff_seconds_count"), _count("searchrun_step_handoff_seconds_sum")
+    clock.t = 111.5
+    record_handoff(cache, "run-1", obs, {}, 4, keys)  # four Jobs' steps started by the pass
+    assert _count("searchrun_step_handoff_seconds_count") - n0 == 4
+    assert abs(_count("searchrun_step_handoff_seconds_sum") - s0 - 4 * 1.5) < 1e-6
+    assert cache.queue._finished == {}, "the applied indexes are forgotten"
+    clock.t = 120.0  # the Job is over (its deadline) with index 2 not ended: that step has failed now
+    cache._apply("MODIFIED", _group(4, "0-1", ["Failed"], succeeded=2, failed=1))
+    assert cache.queue._finished == {("run-1", index_key("sr-abc-g0", 2)): 120.0}, \
+        "a group Job's end is noted per index, never as the whole Job"
+    assert cache.queue._indexes == {} and cache.queue._created == {}
+    cache.forget("run-1")
+    assert cache.queue._finished == {}
+
+
+def test_a_deleted_group_job_drops_its_indexes():
+    from searchrun.executors.kube.queue_metrics import index_key
+
+    cache, clock, _ = _cache()
+    cache.put(_group(1))
+    cache._apply("MODIFIED", _group(2, "1", active=2, succeeded=1))
+    assert set(cache.queue._finished) == {("run-1", index_key("sr-abc-g0", 1))}
+    cache._apply("DELETED", _group(3, "1", active=2, succeeded=1))
+    assert cache.queue._finished == {} and cache.queue._indexes == {} and cache.queue._created == {}

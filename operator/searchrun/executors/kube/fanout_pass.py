@@ -18,6 +18,7 @@ from .. import step_context
 from .fanout import (GROUP_PREFIX, build_group_job, index_states, members, observe_index, plan_groups, pod_failures,
                      split_context, steps_key)
 from .jobs import job_name, pod_error
+from .queue_metrics import index_key
 from .shared import io_pool
 
 log = logging.getLogger("searchrun.reconciler")
@@ -72,8 +73,9 @@ def create_group_job(r, name: str, actions: list) -> None:
         raise
 
 
-def group_observations(r, running: dict, seen) -> dict[str, Observation]:
-    """Observations of the running steps whose Job is a group Job (those not in ``seen``)."""
+def group_observations(r, running: dict, seen) -> tuple[dict[str, Observation], dict[str, str]]:
+    """Observations of the running steps whose Job is a group Job (those not in ``seen``), and
+    each such step's ``index_key`` (its Job and index: how the hand-off clock knows it)."""
     get = getattr(r.cache, "job", None)
     prefix = job_name(r.run_id, GROUP_PREFIX)
     by_job: dict[str, list[str]] = {}
@@ -81,8 +83,9 @@ def group_observations(r, running: dict, seen) -> dict[str, Observation]:
         if sid not in seen and s.job and s.job.startswith(prefix):
             by_job.setdefault(s.job, []).append(sid)
     obs: dict[str, Observation] = {}
+    keys: dict[str, str] = {}
     if get is None or not by_job:
-        return obs
+        return obs, keys
     for name, sids in by_job.items():
         job = get(r.uid, name)
         if job is None:
@@ -109,6 +112,7 @@ def group_observations(r, running: dict, seen) -> dict[str, Observation]:
                 obs[sid] = Observation(sid, running[sid].attempts, "failed", final=True,
                                        message=f"Job {name} exists but does not run this step")
                 continue
+            keys[sid] = index_key(name, i)
             attempt, state, failed = mem[i][1], states[i], fails.get(i, [])
             msg = pod_error(failed[-1]) if failed else ""
             result = r._result(sid, attempt) if state == "succeeded" else None
@@ -117,4 +121,4 @@ def group_observations(r, running: dict, seen) -> dict[str, Observation]:
                 continue
             r.unreadable_since.pop(sid, None)
             obs[sid] = observe_index(job, state, sid, attempt, result, len(failed), msg)
-    return obs
+    return obs, keys

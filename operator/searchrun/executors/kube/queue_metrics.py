@@ -20,9 +20,19 @@ import time
 from typing import Callable, Iterable, Mapping, Optional
 
 from ... import metrics
+from .fanout import members, parse_indexes
 from .jobs import L_RUN, job_state
 
 QUEUE_PHASES = ("pod_created", "pod_running", "complete")
+
+
+def index_key(job_name: str, index: int) -> str:
+    """How ``QueueClock`` names one step of a group Job (PerFanout) among whole Jobs."""
+    return f"{job_name}#{index}"
+
+
+def _ended_indexes(status: Mapping) -> set[int]:
+    return parse_indexes(status.get("completedIndexes")) | parse_indexes(status.get("failedIndexes"))
 
 
 def _key(job: Mapping) -> Optional[tuple[str, str]]:
@@ -34,13 +44,15 @@ def _key(job: Mapping) -> Optional[tuple[str, str]]:
 class QueueClock:
     """Per Job this process created and is in flight: when it was created and which phases were
     observed; per such Job finished and not yet applied by its run: when the watch saw it finish.
-    Bounded by the Jobs in flight."""
+    A group Job's steps (PerFanout) finish one index at a time: each index is noted when the
+    watch first shows it completed or failed (``index_key``). Bounded by the Jobs in flight."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, observe=None):
         self.clock = clock
         self.observe = observe or (lambda phase, seconds: metrics.STEP_QUEUE.labels(phase=phase).observe(seconds))
         self._created: dict[tuple[str, str], tuple[float, set]] = {}
         self._finished: dict[tuple[str, str], float] = {}
+        self._indexes: dict[tuple[str, str], set[int]] = {}  # a group Job's indexes seen ended
         self._lock = threading.Lock()
 
     def created(self, job: Mapping) -> None:
@@ -71,9 +83,18 @@ class QueueClock:
             if "pod_running" not in phases and int(status.get("ready") or 0):
                 phases.add("pod_running")
                 due.append("pod_running")
+            group = members(job)
+            if group:  # once the group Job is over, an index that did not end has failed (index_states)
+                ended = set(range(len(group))) if done else _ended_indexes(status)
+                noted = self._indexes.setdefault(key, set())
+                for i in ended - noted:
+                    self._finished[(key[0], index_key(key[1], i))] = now
+                noted |= ended
             if done:
                 del self._created[key]
-                self._finished[key] = now
+                self._indexes.pop(key, None)
+                if not group:
+                    self._finished[key] = now
                 due.append("complete")
         for phase in due:
             self.observe(phase, max(0.0, now - at))
@@ -83,10 +104,12 @@ class QueueClock:
         with self._lock:
             self._created.pop(key, None)
             self._finished.pop(key, None)
+            for i in self._indexes.pop(key, ()) if key else ():
+                self._finished.pop((key[0], index_key(key[1], i)), None)
 
     def forget(self, run_uid: str) -> None:
         with self._lock:
-            for d in (self._created, self._finished):
+            for d in (self._created, self._finished, self._indexes):
                 for key in [k for k in d if k[0] == run_uid]:
                     del d[key]
 
@@ -101,14 +124,17 @@ class QueueClock:
         return first
 
 
-def record_handoff(cache, run_uid: str, observations: Mapping, jobs: Mapping[str, Mapping], started: int) -> None:
+def record_handoff(cache, run_uid: str, observations: Mapping, jobs: Mapping[str, Mapping], started: int,
+                   indexes: Mapping[str, str] = {}) -> None:
     """After a pass: the operator's share of each Job it created, from the earliest finished Job
-    the pass applied (when the watch saw it finish) to now (the creates done). ``observations``
-    and ``jobs`` by step id, as ``RunReconciler.observations`` returns them."""
+    (or group Job index) the pass applied, when the watch saw it finish, to now (the creates
+    done). ``observations`` and ``jobs`` by step id, as ``RunReconciler.observations`` returns
+    them; ``indexes``: step id -> ``index_key`` for the steps of group Jobs."""
     clock: Optional[QueueClock] = getattr(cache, "queue", None)
     if clock is None:
         return
-    finished = [jobs[sid]["metadata"]["name"] for sid, o in observations.items() if o.state != "running" and sid in jobs]
+    finished = [jobs[sid]["metadata"]["name"] if sid in jobs else indexes[sid] for sid, o in observations.items()
+                if o.state != "running" and (sid in jobs or sid in indexes)]
     if not finished:
         return
     first = clock.finished_at(run_uid, finished)

@@ -103,6 +103,7 @@ class RunReconciler(AnsweredSteps):
         self.recalled: dict[str, Observation] = {}  # step id -> its recalled result, for the next pass
         self.metadata: dict = {}                # the SearchRun's metadata at load (its retry annotation)
         self.step_recall: Optional[StepRecall] = None  # the step cache (built with the spec)
+        self.index_keys: dict[str, str] = {}    # step id -> its group Job's index, from the last observations
 
     @property
     def journal_seq(self) -> int:
@@ -270,7 +271,8 @@ class RunReconciler(AnsweredSteps):
                 # succeeded on a retried pod: say why the earlier one failed (one LIST, once per step)
                 msg = self._pod_error(job["metadata"]["name"], failed_pods_only=True)
             obs[sid] = observe_job(job, result, msg)
-        obs.update(group_observations(self, running, jobs))  # PerFanout: steps of group Jobs
+        grouped, self.index_keys = group_observations(self, running, jobs)  # PerFanout: steps of group Jobs
+        obs.update(grouped)
         obs.update(self._recalled(running))
         for sid, why in list(self.create_errors.items()):
             if sid in running:
@@ -405,7 +407,7 @@ class RunReconciler(AnsweredSteps):
                 f.result()
         elif calls:
             calls[0]()
-        record_handoff(self.cache, self.uid, obs, jobs, len(need))  # the steps this pass gave a Job
+        record_handoff(self.cache, self.uid, obs, jobs, len(need), self.index_keys)  # the steps this pass gave a Job
         drop_applied(self.cache, self.uid, obs, jobs, d.running)  # finished Jobs of applied steps
         if self.create_errors or self.recalled:  # come back at once for what is known already
             self.cache.on_change(self.uid)
