@@ -99,6 +99,28 @@ def pct(xs: list[float], q: float) -> float:
 # ------------------------------------------------------------------ the cluster
 
 
+
+# The operator's requests whose server-side time the bench reports: what a hand-off waits on.
+LATENCY_OF = {("apiserver", "POST", "jobs", ""): "POST jobs", ("apiserver", "PATCH", "searchruns", "status"): "PATCH searchruns/status",
+              ("etcd", "create", "jobs", ""): "etcd create jobs", ("etcd", "update", "searchruns", ""): "etcd update searchruns"}
+
+
+def latency_key(line: str) -> Optional[tuple[str, str]]:
+    """(LATENCY_OF's name, "sum" or "count") of a request-duration line of /metrics, if it is one of those."""
+    metric, rest = line.split("{", 1) if "{" in line else (line.split(" ", 1)[0], "")
+    part = metric.rsplit("_", 1)[-1]
+    if part not in ("sum", "count") or not rest:
+        return None
+    lab = dict(kv.split("=", 1) for kv in rest.rsplit("}", 1)[0].split(",") if "=" in kv)
+    lab = {k: v.strip('"') for k, v in lab.items()}
+    if metric.startswith("apiserver_"):
+        if lab.get("dry_run"):
+            return None
+        name = LATENCY_OF.get(("apiserver", lab.get("verb"), lab.get("resource"), lab.get("subresource", "")))
+    else:
+        name = LATENCY_OF.get(("etcd", lab.get("operation"), lab.get("resource"), ""))
+    return (name, part) if name else None
+
 class Cluster:
     def __init__(self):
         script = str(REPO / "hack/local-cluster.sh")
@@ -136,7 +158,13 @@ class Cluster:
         total = op = 0.0
         by: dict[str, float] = {}
         self.last_by_client = clients = {}  # flow schema -> requests dispatched: who sent them (see CLIENTS)
+        self.last_latency = latency = {}  # the operator's requests, as served: key -> [seconds, count]
         for line in text.splitlines():
+            if line.startswith(("apiserver_request_duration_seconds_", "etcd_request_duration_seconds_")):
+                key = latency_key(line)
+                if key:
+                    latency.setdefault(key[0], [0.0, 0.0])[key[1] == "count"] += float(line.rsplit(" ", 1)[1])
+                continue
             if line.startswith("apiserver_request_total{"):
                 labels, value = line.rsplit(" ", 1)
                 total += float(value)
@@ -755,6 +783,7 @@ class Bench:
             others0 = self.other_cpu()
             total0, op0, by0 = self.cluster.api_counts()
             clients0 = dict(self.cluster.last_by_client)
+            latency0 = dict(self.cluster.last_latency)
             if profile:
                 out = self.work / f"{tag}.speedscope.json"
                 spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "-p", str(op.proc.pid),
@@ -786,13 +815,15 @@ class Bench:
             others1 = self.other_cpu()
             total1, op1, by1 = self.cluster.api_counts()
             clients1 = dict(self.cluster.last_by_client)
+            latency1 = dict(self.cluster.last_latency)
             if spy:
                 spy.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
                 spy.wait(60)
             passes = {}
             for line in op.metrics().splitlines():
                 for m in ("searchrun_reconcile_seconds_sum", "searchrun_reconcile_seconds_count",
-                          "searchrun_engine_decision_seconds_sum", "searchrun_engine_decision_seconds_count"):
+                          "searchrun_engine_decision_seconds_sum", "searchrun_engine_decision_seconds_count",
+                          "searchrun_step_handoff_seconds_sum", "searchrun_step_handoff_seconds_count"):
                     if line.startswith(m + " "):
                         passes[m] = float(line.split()[1])
             hwm = op.status_kib("VmHWM")
@@ -848,11 +879,15 @@ class Bench:
                 "late_results": late, "driver_errors": len(driver.errors),
                 "api_all_per_step": api_all / max(1, n_steps), "api_op_per_step": (op1 - op0) / max(1, n_steps),
                 "api_by": {k: by1.get(k, 0) - by0.get(k, 0) for k in ("PATCH searchruns/status", "POST jobs", "POST events")},
+                "api_server_ms": {k: 1000 * (v[0] - latency0.get(k, [0, 0])[0]) / (v[1] - latency0.get(k, [0, 0])[1])
+                                  for k, v in latency1.items() if v[1] > latency0.get(k, [0, 0])[1]},
                 "api_all_by": dict(sorted(((k, by1[k] - by0.get(k, 0)) for k in by1 if by1[k] - by0.get(k, 0) > 0), key=lambda kv: -kv[1])[:15]),
                 "cpu_s": cpu, "rss_peak_mib": hwm / 1024,
                 "rss_start_mib": rss0 / 1024, "rss_peak_at_s": peak_at, "rss_sampled_peak_mib": peak_rss / 1024,
                 "passes": passes.get("searchrun_reconcile_seconds_count", 0),
                 "pass_ms": 1000 * passes.get("searchrun_reconcile_seconds_sum", 0) / max(1, passes.get("searchrun_reconcile_seconds_count", 0)),
+                "op_handoff_ms": 1000 * passes.get("searchrun_step_handoff_seconds_sum", 0) / max(1, passes.get("searchrun_step_handoff_seconds_count", 0)),
+                "op_handoff_n": passes.get("searchrun_step_handoff_seconds_count", 0),
                 "decision_ms": 1000 * passes.get("searchrun_engine_decision_seconds_sum", 0) / max(1, passes.get("searchrun_engine_decision_seconds_count", 0)),
                 "cpu_others_s": {k: others1[k] - others0[k] for k in others1 if k in others0}, "status_bytes_max": max(status_bytes) if status_bytes else 0,
                 "status_bytes_per_step": statistics.mean(b / max(1, len(lineages[u]["types"])) for b, u in zip(status_bytes, lineages)) if status_bytes else 0,
@@ -947,6 +982,8 @@ def table(b: Bench, args) -> str:
         row("steps started/s over the wall time (Jobs/s under PerStep)", lambda r: f"{r['steps_per_s_wall']:.1f}")
         row("Jobs created/s, busiest 10 s / busiest 1 s", lambda r: f"**{r['jobs_per_s_best_10s']:.1f}** / {r['jobs_per_s_best_1s']:.0f}")
         row("hand-off: a Job could start → it is created, p50 / p99", lambda r: f"**{r['handoff_p50_ms']:.0f}** / {r['handoff_p99_ms']:.0f} ms (n={r['handoff_n']})")
+        row("hand-off as the operator times it (searchrun_step_handoff_seconds: its watch saw a step end → the pass's creates done), mean",
+            lambda r: f"{r['op_handoff_ms']:.0f} ms (n={r['op_handoff_n']:.0f})")
         row("parent complete → first child created (incl. waiting for a slot), p50 / p99", lambda r: f"{r['handoff_child_p50_ms']:.0f} / {r['handoff_child_p99_ms']:.0f} ms")
         row("run duration p50 / p99", lambda r: f"{r['run_p50_s']:.1f} / {r['run_p99_s']:.1f} s")
         row("a Job's life: created → succeeded (cluster + kwok), p50 / p99", lambda r: f"{r['job_life_p50_s']:.2f} / {r['job_life_p99_s']:.2f} s")
@@ -955,6 +992,8 @@ def table(b: Bench, args) -> str:
         row("API requests per step: operator", lambda r: f"{r['api_op_per_step']:.2f}")
         row("… of which status patches / Job creates (all Events, any client)", lambda r: "{:.2f} / {:.2f} ({:.2f})".format(
             *(r["api_by"][k] / max(1, r.get("steps_started", r["jobs"])) for k in ("PATCH searchruns/status", "POST jobs", "POST events"))))
+        row("the operator's requests as served, mean: API server POST jobs / PATCH searchruns/status; etcd create jobs / update searchruns",
+            lambda r: " / ".join(f"{r['api_server_ms'][k]:.0f}" if k in r["api_server_ms"] else "–" for k in LATENCY_OF.values()) + " ms")
         row("API requests per step: all clients", lambda r: f"{r['api_all_per_step']:.1f}")
         row("API requests per step by client (API server flow schema; see CLIENTS)", lambda r: ", ".join(
             f"{CLIENTS.get(k, k)} {v:.2f}" for k, v in list(r["api_by_client_per_step"].items())[:7]))
@@ -988,6 +1027,8 @@ COMPARE_ROWS = [
     ("Jobs created/s, busiest 10 s", lambda r: f"{r['jobs_per_s_best_10s']:.1f}"),
     ("hand-off p50 / p99 (ms)", lambda r: f"{r['handoff_p50_ms']:.0f} / {r['handoff_p99_ms']:.0f}"),
     ("API requests per step: operator / all", lambda r: f"{r['api_op_per_step']:.2f} / {r['api_all_per_step']:.1f}"),
+    ("served mean (ms): POST jobs / PATCH status / etcd create jobs / etcd update searchruns", lambda r: " / ".join(
+        f"{r['api_server_ms'][k]:.0f}" if k in r["api_server_ms"] else "–" for k in LATENCY_OF.values())),
     ("status patches per step", lambda r: f"{r['api_by']['PATCH searchruns/status'] / max(1, r.get('steps_started', r['jobs'])):.2f}"),
     ("operator CPU per step (ms)", lambda r: f"{r['cpu_s'] / max(1, r.get('steps_started', r['jobs'])) * 1000:.1f}"),
     ("operator peak RSS (MiB)", lambda r: f"{r['rss_peak_mib']:.0f}"),
