@@ -99,7 +99,6 @@ def pct(xs: list[float], q: float) -> float:
 # ------------------------------------------------------------------ the cluster
 
 
-
 # The operator's requests whose server-side time the bench reports: what a hand-off waits on.
 LATENCY_OF = {("apiserver", "POST", "jobs", ""): "POST jobs", ("apiserver", "PATCH", "searchruns", "status"): "PATCH searchruns/status",
               ("etcd", "create", "jobs", ""): "etcd create jobs", ("etcd", "update", "searchruns", ""): "etcd update searchruns"}
@@ -120,6 +119,7 @@ def latency_key(line: str) -> Optional[tuple[str, str]]:
     else:
         name = LATENCY_OF.get(("etcd", lab.get("operation"), lab.get("resource"), ""))
     return (name, part) if name else None
+
 
 class Cluster:
     def __init__(self):

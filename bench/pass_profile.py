@@ -4,11 +4,11 @@ py-spy's flame graph shows CPU; a pass mostly waits (S3, the API server, a threa
 the hand-off is wall time. Record with ``--profile-args=--idle`` so that waiting threads are
 sampled too, then:
 
-    .venv/bin/python bench/pass_profile.py WORKDIR/wide-PerFanout.speedscope.json
+    .venv/bin/python bench/pass_profile.py WORKDIR/wide-fanout.speedscope.json  # PerFanout (wide.*: PerStep)
 
 For each function named with ``--under`` (default: the operator's pass, its step creates and
 its result reads), it prints the seconds sampled inside it, split by the function it was in
-directly below it (the call site's line in brackets), largest first.
+directly below it (and the line of the call), largest first.
 """
 
 from __future__ import annotations
