@@ -126,6 +126,7 @@ class S3Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.backend} exited with {self.proc.returncode}: {self._log_tail()}")
             if self._ready():
+                self._warm_up()
                 return self._up(t0)
             time.sleep(0.2)
         self.stop()
@@ -145,6 +146,23 @@ class S3Server:
             return True
         except (BotoCoreError, ClientError):
             return False
+
+    def _warm_up(self) -> None:
+        """A fresh SeaweedFS takes ~5 s over its first object write (the first volume it grows),
+        later buckets' first writes ~0.2 s: pay it here, once, so that it does not land in the
+        first test or benchmark run (whose first step's result would not be readable in time)."""
+        if self.backend != "seaweedfs" or self._announced:
+            return
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        c, bucket = self.client(), "s3server-warm-up"
+        try:
+            c.create_bucket(Bucket=bucket)
+            c.put_object(Bucket=bucket, Key="warm-up", Body=b"")
+            c.delete_object(Bucket=bucket, Key="warm-up")
+            c.delete_bucket(Bucket=bucket)
+        except (BotoCoreError, ClientError) as e:  # only a head start: the server is up either way
+            say(f"S3 server: warm-up write failed ({e}); the first write may take seconds")
 
     def _up(self, t0: float) -> None:
         if not self._announced:  # the first start only: some tests restart it many times
