@@ -104,14 +104,18 @@ LATENCY_OF = {("apiserver", "POST", "jobs", ""): "POST jobs", ("apiserver", "PAT
               ("etcd", "create", "jobs", ""): "etcd create jobs", ("etcd", "update", "searchruns", ""): "etcd update searchruns"}
 
 
+def metric_labels(text: str) -> dict[str, str]:
+    """The labels of a /metrics line, between its braces (no commas inside values here)."""
+    return {k: v.strip('"') for k, v in (kv.split("=", 1) for kv in text.split(",") if "=" in kv)}
+
+
 def latency_key(line: str) -> Optional[tuple[str, str]]:
     """(LATENCY_OF's name, "sum" or "count") of a request-duration line of /metrics, if it is one of those."""
     metric, rest = line.split("{", 1) if "{" in line else (line.split(" ", 1)[0], "")
     part = metric.rsplit("_", 1)[-1]
     if part not in ("sum", "count") or not rest:
         return None
-    lab = dict(kv.split("=", 1) for kv in rest.rsplit("}", 1)[0].split(",") if "=" in kv)
-    lab = {k: v.strip('"') for k, v in lab.items()}
+    lab = metric_labels(rest.rsplit("}", 1)[0])
     if metric.startswith("apiserver_"):
         if lab.get("dry_run"):
             return None
@@ -168,8 +172,7 @@ class Cluster:
             if line.startswith("apiserver_request_total{"):
                 labels, value = line.rsplit(" ", 1)
                 total += float(value)
-                lab = dict(kv.split("=", 1) for kv in labels[len("apiserver_request_total{"):-1].split(",") if "=" in kv)
-                lab = {k: v.strip('"') for k, v in lab.items()}
+                lab = metric_labels(labels[len("apiserver_request_total{"):-1])
                 key = f"{lab.get('verb')} {lab.get('resource')}" + (f"/{lab['subresource']}" if lab.get("subresource") else "")
                 by[key] = by.get(key, 0.0) + float(value)
             elif line.startswith("apiserver_flowcontrol_dispatched_requests_total{"):

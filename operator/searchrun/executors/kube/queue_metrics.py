@@ -20,7 +20,7 @@ import time
 from typing import Callable, Iterable, Mapping, Optional
 
 from ... import metrics
-from .fanout import members, parse_indexes
+from .fanout import index_states
 from .jobs import L_RUN, job_state
 
 QUEUE_PHASES = ("pod_created", "pod_running", "complete")
@@ -29,10 +29,6 @@ QUEUE_PHASES = ("pod_created", "pod_running", "complete")
 def index_key(job_name: str, index: int) -> str:
     """How ``QueueClock`` names one step of a group Job (PerFanout) among whole Jobs."""
     return f"{job_name}#{index}"
-
-
-def _ended_indexes(status: Mapping) -> set[int]:
-    return parse_indexes(status.get("completedIndexes")) | parse_indexes(status.get("failedIndexes"))
 
 
 def _key(job: Mapping) -> Optional[tuple[str, str]]:
@@ -83,9 +79,9 @@ class QueueClock:
             if "pod_running" not in phases and int(status.get("ready") or 0):
                 phases.add("pod_running")
                 due.append("pod_running")
-            group = members(job)
-            if group:  # once the group Job is over, an index that did not end has failed (index_states)
-                ended = set(range(len(group))) if done else _ended_indexes(status)
+            group = index_states(job)  # a group Job's indexes as its run reads them; [] for a Job of one step
+            if group:
+                ended = {i for i, state in enumerate(group) if state != "running"}
                 noted = self._indexes.setdefault(key, set())
                 for i in ended - noted:
                     self._finished[(key[0], index_key(key[1], i))] = now
